@@ -27,7 +27,7 @@ def committed_json(path: str) -> dict:
 
 
 def all_notebooks() -> list[Path]:
-    return sorted(p for d in ("chapters", "exercises") for p in (ROOT / d).glob("*.ipynb"))
+    return sorted(p for d in ("chapters", "exercises", "exercises/source") for p in (ROOT / d).glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
