@@ -7,13 +7,14 @@ NOTEBOOKS := chapters exercises
 NBMAKE_TIMEOUT ?= 400
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv book execute site test unit notebooks proofs site-test lab exercises bench strip clean
+.PHONY: help venv vendor book execute site test unit notebooks proofs site-test lab exercises bench strip clean
 
 help:
 	@echo "make book       set up .venv, execute every notebook once, build the site into _build/html"
 	@echo "make test       the whole suite: unit tests, notebooks, grader proofs, -W site build, browser test"
 	@echo "make lab        open the notebooks in JupyterLab"
-	@echo "make exercises  regenerate the student notebooks from exercises/*_source.ipynb"
+	@echo "make exercises  regenerate student notebooks and solution pages from exercises/source/*.ipynb"
+	@echo "make proofs     prove every exercise: solution full marks, student zero, wrong cells fail"
 	@echo "make bench      measure notebook run times and conv speed (writes benchmarks/results/)"
 	@echo "make strip      remove outputs from the notebooks in the working tree"
 	@echo "make clean      remove _build and caches (keeps .venv)"
@@ -31,9 +32,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Execute every notebook once, writing outputs (and widget state) into them for the site build.
 execute: $(STAMP)
-	$(BIN)/pytest --nbmake --overwrite --nbmake-timeout=$(NBMAKE_TIMEOUT) -p no:cacheprovider $(NOTEBOOKS)
+	$(BIN)/pytest --nbmake --overwrite --nbmake-timeout=$(NBMAKE_TIMEOUT) -p no:cacheprovider --ignore=exercises/source $(NOTEBOOKS)
 
-site: $(STAMP)
+# MathJax, require.js and the widget embedder from npm into the git-ignored _vendor/ (no CDN in the site).
+vendor: $(STAMP)
+	$(BIN)/python tools/vendor.py
+
+site: $(STAMP) vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 book: execute site
@@ -45,7 +50,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests --ignore=tests/site
 
 site-test: $(STAMP)
-	$(BIN)/pytest tests/site
+	SITE_TEST_REQUIRED=1 $(BIN)/pytest tests/site
 
 test: unit execute site site-test
 	@echo "make test: all stages passed"
@@ -55,6 +60,9 @@ lab: $(STAMP)
 
 exercises: $(STAMP)
 	$(BIN)/cnnkit exercises
+
+proofs: $(STAMP)
+	$(BIN)/cnnkit prove
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/conv.py
