@@ -114,5 +114,5 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     cols = F.unfold(x, weight.shape[2:], dilation=d, padding=p, stride=s)  # (B, C_in*kH*kW, L)
     out = weight.reshape(c_out, -1) @ cols                                 # (B, C_out, L)
     if bias is not None:
-        out = out + bias.view(1, -1, 1)
+        out += bias.view(1, -1, 1)  # in place: allocating a second (B, C_out, L) tensor costs more than the add
     return out.view(x.shape[0], c_out, h_out, w_out)
