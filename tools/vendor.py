@@ -11,6 +11,8 @@ What it fetches (pinned versions, with `npm pack`, which checks the registry's i
   `nb_ipywidgets_js` to render saved widget state in the static pages.
 The files land in `_vendor/static/vendor/...`; `_vendor/static` is in `html_static_path`, so the site serves them from
 `_static/vendor/...`. (Not a root `_static/` folder: Jupyter Book 1 would inject every .js there into every page.)
+- axe-core, the accessibility checker the browser test (tests/site) injects into every page. It is for the test
+  only, so it lands in `_vendor/test/axe-core/`, outside `html_static_path`: the site does not ship it.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEST = ROOT / "_vendor" / "static" / "vendor"   # html_static_path has "_vendor/static"
+TEST_DEST = ROOT / "_vendor" / "test"           # used by tests/site only, not served by the site
+AXE_JS = TEST_DEST / "axe-core" / "axe.min.js"
 STAMP = ROOT / "_vendor" / "vendor.json"
 
 # package spec -> (folder under DEST, paths inside the package to copy: files or whole folders)
@@ -34,10 +38,15 @@ PACKAGES: dict[str, tuple[str, list[str]]] = {
     "requirejs@2.3.8": ("widgets", ["require.js"]),
     "@jupyter-widgets/html-manager@1.0.15": ("widgets", ["dist"]),
 }
+# The same for the test-only packages, under TEST_DEST.
+TEST_PACKAGES: dict[str, tuple[str, list[str]]] = {
+    "axe-core@4.14.1": ("axe-core", ["axe.min.js", "LICENSE"]),
+}
 SKIP_SUFFIXES = (".map", ".d.ts")
 # Files the site config points at: if any is missing the vendoring is incomplete.
 REQUIRED = ["mathjax/tex-mml-chtml.js", "mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
             "widgets/require.js", "widgets/embed-amd.js"]
+TEST_REQUIRED = ["axe-core/axe.min.js"]
 
 
 def _flatten(rel: str) -> str:
@@ -66,10 +75,11 @@ def _copy(src_root: Path, rel: str, dest: Path) -> int:
 
 def is_complete() -> bool:
     """True when every required file is present and the stamp lists the pinned versions."""
-    if not STAMP.exists() or any(not (DEST / r).is_file() for r in REQUIRED):
+    if not STAMP.exists() or any(not (DEST / r).is_file() for r in REQUIRED) \
+            or any(not (TEST_DEST / r).is_file() for r in TEST_REQUIRED):
         return False
     try:
-        return json.loads(STAMP.read_text()).get("packages") == sorted(PACKAGES)
+        return json.loads(STAMP.read_text()).get("packages") == sorted(PACKAGES | TEST_PACKAGES)
     except json.JSONDecodeError:
         return False
 
@@ -78,11 +88,14 @@ def vendor() -> None:
     if shutil.which("npm") is None:
         sys.exit("tools/vendor.py: `npm` was not found. Install Node.js/npm (Debian: apt-get install npm), "
                  "or copy a _vendor/ folder from a machine that has it.")
-    if DEST.exists():
-        shutil.rmtree(DEST)
-    DEST.mkdir(parents=True)
+    for dest in (DEST, TEST_DEST):
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+    jobs = [(spec, DEST, folder, paths) for spec, (folder, paths) in PACKAGES.items()]
+    jobs += [(spec, TEST_DEST, folder, paths) for spec, (folder, paths) in TEST_PACKAGES.items()]
     with tempfile.TemporaryDirectory() as tmp:
-        for spec, (folder, paths) in PACKAGES.items():
+        for spec, dest, folder, paths in jobs:
             proc = subprocess.run(["npm", "pack", "--json", spec], cwd=tmp, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"tools/vendor.py: `npm pack {spec}` failed (is the npm registry reachable?):\n"
@@ -91,10 +104,11 @@ def vendor() -> None:
             unpack = Path(tmp) / folder / spec.replace("/", "_")
             with tarfile.open(Path(tmp) / info["filename"]) as tar:
                 tar.extractall(unpack, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(unpack)
-            n = sum(_copy(unpack / "package", rel, DEST / folder) for rel in paths)
-            print(f"vendored {spec} ({info['integrity'][:20]}…): {n} files -> {(DEST / folder).relative_to(ROOT)}")
-    STAMP.write_text(json.dumps({"packages": sorted(PACKAGES)}, indent=1) + "\n")
+            n = sum(_copy(unpack / "package", rel, dest / folder) for rel in paths)
+            print(f"vendored {spec} ({info['integrity'][:20]}…): {n} files -> {(dest / folder).relative_to(ROOT)}")
+    STAMP.write_text(json.dumps({"packages": sorted(PACKAGES | TEST_PACKAGES)}, indent=1) + "\n")
     missing = [r for r in REQUIRED if not (DEST / r).is_file()]
+    missing += [r for r in TEST_REQUIRED if not (TEST_DEST / r).is_file()]
     if missing:
         sys.exit(f"tools/vendor.py: vendoring finished but these files are missing: {missing}")
 
