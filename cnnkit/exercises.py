@@ -19,12 +19,18 @@ import nbformat
 __all__ = ["COLAB_SOURCE", "Source", "Proof", "find_root", "read_sources", "generate", "stale_files",
            "write_all", "prove", "format_proofs"]
 
-COLAB_SOURCE = (
-    "# Colab: install cnnkit (keeps Colab's own PyTorch). This cell is hidden on the website.\n"
-    "import sys\n"
-    'if "google.colab" in sys.modules:\n'
-    '    %pip install -q "cnnkit @ git+https://github.com/hands-on-cnns/hands-on-cnns@main"'
-)
+
+
+def _colab_source(start: str | Path | None = None) -> str | None:
+    """The hidden Colab install cell of the course at or above ``start``: built by ``cnnkit.course`` from the
+    ``repository:`` url and branch in its ``_config.yml`` (the one setting; ``make sync-repo`` updates copies)."""
+    from .course import find_config, install_cell_source
+    config = find_config(start)
+    return install_cell_source(config) if config is not None else None
+
+
+# None only where no course checkout is found (cnnkit installed from git and used outside the repository).
+COLAB_SOURCE = _colab_source(Path(__file__).resolve().parents[1])
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _CHECK = re.compile(r"""^check\(\s*["'](q\d+)["']\s*(,[^\n]*)?\)\s*$""")
 _LIST_START, _LIST_END = "<!-- BEGIN EXERCISE LIST", "<!-- END EXERCISE LIST -->"
@@ -53,6 +59,7 @@ class Question:
     solutions: list[int] = field(default_factory=list)  # cell indices
     check: int | None = None
     wrong: list[int] = field(default_factory=list)
+    alt: list[int] = field(default_factory=list)  # valid alternatives: must keep full marks
 
 
 @dataclass
@@ -81,8 +88,11 @@ class Source:
         for i, cell in enumerate(nb.cells):
             tags = cell.metadata.get("tags", [])
             wrong = [t.split(":", 1)[1] for t in tags if t.startswith("wrong:")]
+            alt = [t.split(":", 1)[1] for t in tags if t.startswith("alt:")]
             if wrong:
                 questions.setdefault(wrong[0], Question(wrong[0])).wrong.append(i)
+            elif alt:
+                questions.setdefault(alt[0], Question(alt[0])).alt.append(i)
             elif cell.cell_type == "code" and BEGIN in cell.source:
                 pending.append(i)
             elif cell.cell_type == "code" and (m := _CHECK.match(cell.source.strip())):
@@ -95,6 +105,8 @@ class Source:
         for q in self.questions.values():
             if index in q.wrong:
                 return "wrong"
+            if index in q.alt:
+                return "alt"
             if index in q.solutions:
                 return "solution"
             if index == q.check:
@@ -106,7 +118,7 @@ class Source:
         from .checks import load_exercise
         out, cells = [], self.nb.cells
         code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
-        if not code or cells[code[0]].source.strip() != COLAB_SOURCE or \
+        if not code or cells[code[0]].source.strip() != _colab_source(self.path.parent) or \
                 "remove-cell" not in cells[code[0]].metadata.get("tags", []):
             out.append("the first code cell must be exactly the Colab install cell, tagged remove-cell")
         ids = [c.get("id") for c in cells]
@@ -142,6 +154,11 @@ class Source:
                     out.append(f"cell {w} (wrong:{q.qid}) must come after the check cell of {q.qid}")
                 if not cells[w].source.lstrip().startswith("# Mistake:"):
                     out.append(f"cell {w} (wrong:{q.qid}) must start with a '# Mistake: ...' comment")
+            for a in q.alt:
+                if a < q.check:
+                    out.append(f"cell {a} (alt:{q.qid}) must come after the check cell of {q.qid}")
+                if not cells[a].source.lstrip().startswith("# Valid:"):
+                    out.append(f"cell {a} (alt:{q.qid}) must start with a '# Valid: ...' comment")
         return out
 
     def student(self) -> str:
@@ -152,7 +169,7 @@ class Source:
                        "cnnkit": {"exercise": self.slug, "generated_from": f"exercises/source/{self.path.name}"}}
         for i, cell in enumerate(self.nb.cells):
             kind = self.kind(i)
-            if kind == "wrong":
+            if kind in ("wrong", "alt"):
                 continue
             source = _strip_solutions(cell.source, keep=False) if kind == "solution" else cell.source
             new = (nbformat.v4.new_markdown_cell if cell.cell_type == "markdown" else nbformat.v4.new_code_cell)(source)
@@ -178,7 +195,7 @@ class Source:
         colab = next((i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"), -1)
         for i, cell in enumerate(self.nb.cells):
             kind = self.kind(i)
-            if i in (first_md, colab) or kind == "wrong":
+            if i in (first_md, colab) or kind in ("wrong", "alt"):
                 continue
             if kind == "markdown":
                 parts.append(cell.source.strip())
@@ -192,6 +209,10 @@ class Source:
                 items = [_mistake(self.nb.cells[w].source) for w in q.wrong]
                 parts.append(":::{admonition} Common mistakes\n:class: dropdown\n\n"
                              + "\n".join(f"- {m}" for m in items) + "\n:::")
+                if q.alt:
+                    blocks = "\n\n".join(f"```python\n{self.nb.cells[a].source.strip()}\n```" for a in q.alt)
+                    parts.append(":::{admonition} Other valid answers\n:class: dropdown\n\n"
+                                 f"{blocks}\n:::")
         return "\n\n".join(parts) + "\n"
 
 
@@ -201,7 +222,7 @@ def _mistake(source: str) -> str:
         if not line.startswith("#"):
             break
         lines.append(line.lstrip("#").strip())
-    return " ".join(lines).removeprefix("Mistake:").strip()
+    return " ".join(lines).removeprefix("Mistake:").removeprefix("Valid:").strip()
 
 
 def find_root(start: str | Path | None = None) -> Path:
@@ -312,7 +333,7 @@ def prove(source: Source, cell_timeout: float = 120.0, student: bool = True) -> 
         log = Path(tmp) / "solution.jsonl"
         with KernelSession(source.path.parent, {"CNNKIT_GRADE_LOG": str(log)}, unset) as kernel:
             for i, cell in enumerate(source.nb.cells):
-                if cell.cell_type == "code" and source.kind(i) != "wrong":
+                if cell.cell_type == "code" and source.kind(i) not in ("wrong", "alt"):
                     run = kernel.run(cell.source, cell_timeout)
                     if run.status != "ok":
                         return [Proof(source.slug, "-", "solution", False,
@@ -336,6 +357,21 @@ def prove(source: Source, cell_timeout: float = 120.0, student: bool = True) -> 
                     proofs.append(Proof(source.slug, q.qid, f"wrong (cell {w})", ok, got["points"] if got else 0,
                                         got["max_points"] if got else 0, detail))
                     for s in q.solutions:  # restore the solution before the next variant
+                        kernel.run(source.nb.cells[s].source, cell_timeout)
+                for a in q.alt:
+                    seen = len(_scores(log))
+                    runs = [kernel.run(source.nb.cells[a].source, cell_timeout),
+                            kernel.run(source.nb.cells[q.check].source, cell_timeout)]
+                    got = _by_question(_scores(log, seen)).get(q.qid)
+                    ok = bool(got) and got["points"] == got["max_points"] > 0
+                    detail = _mistake(source.nb.cells[a].source)[:70]
+                    if not got:
+                        detail = f"cell {a}: no score ({'; '.join(f'{r.ename}: {r.evalue}' for r in runs)})"
+                    elif not ok:
+                        detail = f"{detail} -- lost points: {_failures(got)}"[:300]
+                    proofs.append(Proof(source.slug, q.qid, f"alt (cell {a})", ok, got["points"] if got else 0,
+                                        got["max_points"] if got else 0, detail))
+                    for s in q.solutions:
                         kernel.run(source.nb.cells[s].source, cell_timeout)
         if student:
             proofs += _prove_student(source, Path(tmp) / "student.jsonl", cell_timeout, unset)

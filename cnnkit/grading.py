@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .checks import (CheckFailed, LearnerError, TimedOut, call, count_torch_ops, describe, expect_call,
-                     expect_equal, expect_tensor, explain_exception, run_with_timeout)
+from .checks import (_CONTEXT, CheckFailed, LearnerError, Rules, TimedOut, call, count_steps, count_torch_ops,
+                     describe, expect_call, expect_device, expect_equal, expect_tensor, explain_exception, randint,
+                     rng, run_with_timeout)
 
 __all__ = ["Checker", "Exercise", "Question", "CheckFailed", "LearnerError", "TimedOut", "TestResult",
-           "QuestionResult", "call", "count_torch_ops", "describe", "expect_call", "expect_equal", "expect_tensor", "grade_namespace",
-           "load_exercise", "run_question"]
+           "QuestionResult", "call", "count_steps", "count_torch_ops", "describe", "expect_call", "expect_device",
+           "expect_equal", "expect_tensor", "grade_namespace", "load_exercise", "new_seed", "randint", "rng",
+           "run_question"]
 
 DEFAULT_TIMEOUT = 10.0  # seconds per test
 
@@ -47,6 +50,11 @@ class Question:
     names: tuple[str, ...]
     title: str = ""
     tests: list[Test] = field(default_factory=list)
+    forbid: dict[str, str] = field(default_factory=dict)  # forbidden name -> advice (see checks/guard.py)
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(self.qid, dict(self.forbid))
 
     @property
     def max_points(self) -> int:
@@ -72,15 +80,27 @@ class Exercise:
     title: str = ""
     questions: dict[str, Question] = field(default_factory=dict)
 
-    def question(self, qid: str, *names: str, title: str = "") -> Question:
-        """Declare question ``qid`` (``q1``, ``q2``...) graded on the learner's functions ``names``."""
+    def question(self, qid: str, *names: str, title: str = "",
+                 forbid: dict[str, str] | list[str] | tuple[str, ...] = ()) -> Question:
+        """Declare question ``qid`` (``q1``, ``q2``...) graded on the learner's functions ``names``.
+
+        ``forbid`` names what the learner's code may not use while it is graded, each with optional advice:
+        ``{"torch.nn.functional.conv2d": "slide the window yourself", "autograd": ""}``: dotted names of
+        functions, classes or modules, ``"autograd"``, or ``"aten.<op>"`` (see :mod:`cnnkit.checks.guard`).
+        """
         if not (qid.startswith("q") and qid[1:].isdigit()):
             raise ValueError(f"question ids look like 'q1', 'q2'...; got {qid!r}")
         if qid in self.questions:
             raise ValueError(f"{self.slug}: question {qid} is declared twice")
         if not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
             raise ValueError(f"{qid}: name the functions it grades, e.g. question({qid!r}, 'conv2d_loops')")
-        self.questions[qid] = Question(qid, tuple(names), title)
+        rules = dict.fromkeys(forbid, "") if isinstance(forbid, (list, tuple)) else dict(forbid)
+        for name in rules:
+            if not isinstance(name, str) or not (name == "autograd" or name.replace(".", "").replace("_", "")
+                                                 .isalnum()):
+                raise ValueError(f"{qid}: forbid names look like 'torch.nn.functional.conv2d', 'numpy.pad', "
+                                 f"'cnnkit.ops', 'aten.convolution' or 'autograd'; got {name!r}")
+        self.questions[qid] = Question(qid, tuple(names), title, forbid=rules)
         return self.questions[qid]
 
     @property
@@ -112,6 +132,7 @@ class QuestionResult:
     points: int
     max_points: int
     tests: list[TestResult]
+    seed: int | None = None  # the seed of the randomised cases (CNNKIT_CHECK_SEED=seed repeats them)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,9 +163,25 @@ def _argument_problem(q: Question, fns: tuple) -> str | None:
     return None
 
 
-def run_question(exercise: Exercise, qid: str, fns: tuple, timeout: float | None = None) -> QuestionResult:
-    """Run every test of ``qid`` on the learner's functions ``fns``; never raises."""
+def new_seed() -> int:
+    """The seed of a grading run: ``CNNKIT_CHECK_SEED`` if set (to repeat a run), else a fresh random one."""
+    value = os.environ.get("CNNKIT_CHECK_SEED", "").strip()
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            print(f"(ignoring CNNKIT_CHECK_SEED={value!r}: not an integer)")
+    return secrets.randbelow(10**6)
+
+
+def run_question(exercise: Exercise, qid: str, fns: tuple, timeout: float | None = None,
+                 seed: int | None = None) -> QuestionResult:
+    """Run every test of ``qid`` on the learner's functions ``fns``; never raises.
+
+    ``seed`` drives the randomised cases (:func:`rng`); by default a fresh one per call.
+    """
     q = exercise.questions[qid]
+    seed = new_seed() if seed is None else seed
     problem = _argument_problem(q, fns)
     if problem:
         return _fail_all(exercise.slug, q, problem)
@@ -156,6 +193,7 @@ def run_question(exercise: Exercise, qid: str, fns: tuple, timeout: float | None
             continue
         limit = timeout or _env_timeout() or t.timeout or DEFAULT_TIMEOUT
         start = time.perf_counter()
+        token = _CONTEXT.set({"rules": q.rules, "seed": seed, "qid": qid, "test": t.name})
         try:
             run_with_timeout(lambda: t.func(*fns), limit)
             passed, message = True, ""
@@ -166,9 +204,12 @@ def run_question(exercise: Exercise, qid: str, fns: tuple, timeout: float | None
             interrupted = "an earlier test ran out of time; fix that first"
         except BaseException as exc:  # noqa: BLE001 - the learner's code may raise anything
             passed, message = False, explain_exception(exc)
+        finally:
+            _CONTEXT.reset(token)
         results.append(TestResult(t.name, t.points if passed else 0, t.points, passed, message,
                                   round(time.perf_counter() - start, 4)))
-    return QuestionResult(exercise.slug, qid, q.title, sum(r.points for r in results), q.max_points, results)
+    return QuestionResult(exercise.slug, qid, q.title, sum(r.points for r in results), q.max_points, results,
+                          seed)
 
 
 def _strict() -> bool:
@@ -247,6 +288,8 @@ class Checker:
         n = len(self.exercise.questions) if self.exercise else 0
         lines.append(f"  {r.question}: {r.points}/{r.max_points} points · score so far: {self.points}/"
                      f"{self.max_points} points ({len(self.results)} of {n} questions checked)")
+        if r.seed is not None:
+            lines.append(f"  (random cases drawn with seed {r.seed}: CNNKIT_CHECK_SEED={r.seed} repeats them)")
         print("\n".join(lines))
 
     def summary(self) -> None:
@@ -262,13 +305,15 @@ class Checker:
                 "questions": {q: r.to_dict() for q, r in self.results.items()}}
 
 
-def grade_namespace(slug: str, namespace: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+def grade_namespace(slug: str, namespace: dict[str, Any], timeout: float | None = None,
+                    seed: int | None = None) -> dict[str, Any]:
     """Grade every question of ``slug`` on the functions found by name in ``namespace``.
 
     Used by the instructor CLI after executing a submission (the one place names are looked up):
     a missing function gets zero on its question with the reason named.
     """
     exercise = load_exercise(slug)
+    seed = new_seed() if seed is None else seed
     questions = {}
     for qid, q in exercise.questions.items():
         missing = [n for n in q.names if n not in namespace]
@@ -276,7 +321,7 @@ def grade_namespace(slug: str, namespace: dict[str, Any], timeout: float | None 
             result = _fail_all(slug, q, f"`{'`, `'.join(missing)}` is not defined in the notebook: its cell was "
                                         "deleted or renamed, or stopped with an error before defining it.")
         else:
-            result = run_question(exercise, qid, tuple(namespace[n] for n in q.names), timeout)
+            result = run_question(exercise, qid, tuple(namespace[n] for n in q.names), timeout, seed)
         questions[qid] = result.to_dict()
     return {"exercise": slug, "points": sum(r["points"] for r in questions.values()),
-            "max_points": exercise.max_points, "questions": questions}
+            "max_points": exercise.max_points, "seed": seed, "questions": questions}

@@ -36,8 +36,10 @@ def cases(kind):
     out = []
     for s in SOURCES:
         for q in s.questions.values():
-            if kind == "wrong":
-                out += [pytest.param(s.slug, q.qid, f"wrong (cell {w})", id=f"{s.slug}-{q.qid}-cell{w}") for w in q.wrong]
+            if kind in ("wrong", "alt"):
+                cells = q.wrong if kind == "wrong" else q.alt
+                out += [pytest.param(s.slug, q.qid, f"{kind} (cell {w})", id=f"{s.slug}-{q.qid}-cell{w}")
+                        for w in cells]
             else:
                 out.append(pytest.param(s.slug, q.qid, kind, id=f"{s.slug}-{q.qid}"))
     return out
@@ -73,6 +75,33 @@ def test_untouched_student_notebook_gets_zero(slug, qid, kind):
 def test_wrong_cell_fails_its_question(slug, qid, kind):
     proof = find(slug, qid, kind)
     assert proof.ok, f"{slug} {qid} {kind} ({proof.detail}) got full marks: the tests miss this mistake"
+
+
+@pytest.mark.parametrize("slug,qid,kind", cases("alt"))
+def test_valid_alternative_keeps_full_marks(slug, qid, kind):
+    proof = find(slug, qid, kind)
+    assert proof.ok, f"{slug} {qid} {kind}: a valid answer got {proof.points}/{proof.max_points}: {proof.detail}"
+
+
+MIN_WRONG, MIN_ALT = 6, 2
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.slug)
+def test_every_question_has_a_mutation_suite(source):
+    """Each question is proven against >= 6 known-wrong answers and >= 2 valid alternatives (issue 9)."""
+    short = [f"{q.qid}: {len(q.wrong)} wrong, {len(q.alt)} alt" for q in source.questions.values()
+             if len(q.wrong) < MIN_WRONG or len(q.alt) < MIN_ALT]
+    assert not short, f"{source.slug} needs >= {MIN_WRONG} wrong: and >= {MIN_ALT} alt: cells per question: {short}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.slug)
+def test_every_question_declares_what_it_forbids(source):
+    from cnnkit.checks import load_exercise
+    exercise = load_exercise(source.slug)
+    # Every question grades something the learner writes by hand, so each names the shortcuts it rules out
+    # (the library function that computes the answer, cnnkit.ops, autograd...).
+    tensor_questions = [q for q in exercise.questions.values() if not q.forbid]
+    assert not tensor_questions, f"{source.slug}: questions without forbid=: {[q.qid for q in tensor_questions]}"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.slug)

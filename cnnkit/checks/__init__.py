@@ -6,25 +6,25 @@ PyTorch's, producing messages a learner can act on. The format is documented in 
 """
 from __future__ import annotations
 
-import copy
+import contextvars
+import hashlib
 import importlib
 import math
 import re
 import signal
-import sysconfig
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.overrides import TorchFunctionMode
 
-__all__ = ["CheckFailed", "LearnerError", "TimedOut", "available_exercises", "call", "count_torch_ops",
-           "describe", "expect_call", "expect_equal", "expect_tensor", "explain_exception", "load_exercise",
-           "run_with_timeout"]
+from .guard import ErrorInfo, Opaque, Outcome, Rules, TimedOut, describe, execute, location, same
+
+__all__ = ["CheckFailed", "LearnerError", "Rules", "TimedOut", "available_exercises", "call", "count_steps",
+           "count_torch_ops", "current_rules", "describe", "expect_call", "expect_device", "expect_equal",
+           "expect_tensor", "explain_exception", "load_exercise", "randint", "rng", "run_with_timeout"]
 
 _SLUG = re.compile(r"^(\d\d)_[a-z0-9_]+$")
 
@@ -34,19 +34,18 @@ class CheckFailed(AssertionError):
 
 
 class LearnerError(Exception):
-    """The learner's function raised ``exc`` when called as ``call`` (a description of the call)."""
+    """The learner's function raised an exception when called as ``call`` (a description of the call).
 
-    def __init__(self, call: str, exc: BaseException) -> None:
-        super().__init__(f"{call} raised {type(exc).__name__}: {exc}")
-        self.call, self.exc = call, exc
+    ``error`` is a :class:`guard.ErrorInfo` (the exception may have happened in another process); ``exc`` is
+    the exception itself when it happened here.
+    """
 
-
-class TimedOut(BaseException):
-    """A test ran past its time limit (a BaseException, so ``except Exception`` in learner code can't hide it)."""
-
-    def __init__(self, note: str = "") -> None:
-        super().__init__(note)
-        self.note = note
+    def __init__(self, call: str, error: ErrorInfo | BaseException) -> None:
+        if isinstance(error, BaseException):
+            error = ErrorInfo(type(error).__name__, str(error), location(error),
+                              isinstance(error, NotImplementedError), error)
+        super().__init__(f"{call} raised {error.type_name}: {error.message}")
+        self.call, self.error, self.exc = call, error, error.exc
 
 
 def load_exercise(slug: str):
@@ -83,42 +82,10 @@ def available_exercises() -> list[str]:
 
 # ---------------------------------------------------------------- describing values and errors
 
-def describe(value: Any) -> str:
-    """A short description for messages: ``Tensor(2, 3, 5, 5) float32``, ``ndarray(3, 3) float64``, ``28``."""
-    if isinstance(value, torch.Tensor):
-        where = "" if value.device.type == "cpu" else f" on {value.device}"
-        return f"Tensor{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}{where}"
-    if isinstance(value, np.ndarray):
-        return f"NumPy ndarray{value.shape} {value.dtype}"
-    if isinstance(value, (list, tuple)) and (len(value) > 6 or not all(
-            isinstance(v, (int, float, bool, str, type(None))) for v in value)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _describe_call(fn: Callable, args: tuple, kwargs: dict) -> str:
     name = getattr(fn, "__name__", "your function")
     parts = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
-
-
-def _library_dirs() -> tuple[str, ...]:
-    dirs = {str(Path(__file__).resolve().parents[1]), str(Path(torch.__file__).parent), str(Path(np.__file__).parent)}
-    for key in ("stdlib", "platstdlib"):
-        dirs.add(sysconfig.get_paths()[key])
-    return tuple(dirs)
-
-
-def _location(exc: BaseException) -> str:
-    """Where in the learner's own code ``exc`` was raised, e.g. `` (line 6, in conv2d_loops: `out[i] = ...`)``."""
-    libs = _library_dirs()
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(libs)]
-    if not frames:
-        return ""
-    f = frames[-1]
-    code = f" `{f.line.strip()}`" if f.line else ""
-    return f" (line {f.lineno}, in {f.name}:{code})"
 
 
 def explain_exception(exc: BaseException) -> str:
@@ -126,83 +93,134 @@ def explain_exception(exc: BaseException) -> str:
     if isinstance(exc, CheckFailed):
         return str(exc) or "check failed"
     if isinstance(exc, LearnerError):
-        inner = exc.exc
-        if isinstance(inner, NotImplementedError):
+        err = exc.error
+        if err.not_implemented:
             return f"`{exc.call}` raised NotImplementedError: replace `raise NotImplementedError()` with your code."
-        text = f"`{exc.call}` raised {type(inner).__name__}: {inner}"
-        return text + _location(inner)
-    return f"the check stopped with {type(exc).__name__}: {exc}{_location(exc)} (look at what your function returns)"
+        return f"`{exc.call}` raised {err.type_name}: {err.message}{err.location}"
+    return f"the check stopped with {type(exc).__name__}: {exc}{location(exc)} (look at what your function returns)"
 
 
 # ---------------------------------------------------------------- calling the learner's code safely
 
-def _copy(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # noqa: BLE001 - uncopyable objects are passed as they are
-        return value
+# The rules of the question being graded, the run's seed and the test's name (set by grading.run_question).
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("cnnkit_check_context", default={})
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and a.dtype == b.dtype and a.device == b.device and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0)))
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b, equal_nan=True)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001
-        return a is b
+def current_rules() -> Rules:
+    """What the question being graded forbids (empty outside a graded test)."""
+    return _CONTEXT.get().get("rules") or Rules()
 
 
-def _invoke(fn: Callable, args: tuple, kwargs: dict, counter: Any = None) -> Any:
+def _run(fn: Callable, args: tuple, kwargs: dict, count_ops: bool = False, count_steps: bool = False) -> Outcome:
+    base = current_rules()
+    rules = Rules(base.qid, dict(base.forbid), count_steps=count_steps, count_ops=count_ops)
+    remote = getattr(fn, "__cnnkit_remote__", None)
+    if remote is not None:  # a function living in another process (the instructor CLI's proxies)
+        return remote(args, kwargs, rules)
+    return execute(fn, args, kwargs, rules)
+
+
+def _invoke(fn: Callable, args: tuple, kwargs: dict, count_ops: bool = False, count_steps: bool = False) -> Outcome:
+    """Run the learner's ``fn`` under the question's rules; raise what a test should report."""
     desc = _describe_call(fn, args, kwargs)
-    args2, kwargs2 = tuple(_copy(a) for a in args), {k: _copy(v) for k, v in kwargs.items()}
-    try:
-        if counter is None:
-            result = fn(*args2, **kwargs2)
-        else:
-            with counter:
-                result = fn(*args2, **kwargs2)
-    except (TimedOut, KeyboardInterrupt):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit too: the learner's code may raise anything
-        raise LearnerError(desc, exc) from exc
-    names = [f"argument {i + 1} ({describe(a)})" for i, (a, b) in enumerate(zip(args, args2)) if not _same(a, b)]
-    names += [f"argument `{k}`" for k in kwargs if not _same(kwargs[k], kwargs2[k])]
-    if names:
-        raise CheckFailed(f"`{desc}` changed its {' and '.join(names)} in place (e.g. `x -= ...`, `x[...] = ...` or "
-                          "an `_` method such as `add_`). Leave inputs untouched: build a new tensor or work on "
-                          "`x.clone()`.")
-    return result
+    outcome = _run(fn, args, kwargs, count_ops, count_steps)
+    if outcome.violations:
+        raise CheckFailed(f"`{desc}`: " + " ".join(outcome.violations))
+    if outcome.error is not None:
+        raise LearnerError(desc, outcome.error)
+    if outcome.mutated:
+        raise CheckFailed(f"`{desc}` changed its {' and '.join(outcome.mutated)} in place (e.g. `x -= ...`, "
+                          "`x[...] = ...` or an `_` method such as `add_`). Leave inputs untouched: build a new "
+                          "tensor or work on `x.clone()`.")
+    return outcome
 
 
 def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call the learner's ``fn`` on copies of the arguments; fail if it changed any of them in place."""
-    return _invoke(fn, args, kwargs)
+    """Call the learner's ``fn`` on copies of the arguments; fail if it changed any of them in place or made a
+    call its question forbids."""
+    return _invoke(fn, args, kwargs).result
 
 
 def count_torch_ops(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, int]:
-    """``(result, n)``: ``n`` is how many torch functions and tensor methods ``fn(*args, **kwargs)`` called.
+    """``(result, n)``: ``n`` is how many torch functions and tensor methods ``fn(*args, **kwargs)`` called."""
+    outcome = _invoke(fn, args, kwargs, count_ops=True)
+    return outcome.result, outcome.torch_ops
 
-    A vectorised function runs about the same number of operations for a small and a large input;
-    a Python loop over positions runs more for the larger one.
+
+def count_steps(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, int]:
+    """``(result, n)``: ``n`` counts the Python lines run in the learner's own code and the calls made from it.
+
+    A loop over positions, whether written with torch, NumPy or plain Python, makes ``n`` grow with the input;
+    vectorised code runs about the same number of steps for a small and a large input.
     """
-    class _Count(TorchFunctionMode):
-        n = 0
+    outcome = _invoke(fn, args, kwargs, count_steps=True)
+    return outcome.result, outcome.steps
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            type(self).n += 1
-            return func(*args, **(kwargs or {}))
 
-    result = _invoke(fn, args, kwargs, counter=_Count())
-    return result, _Count.n
+def _on_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("meta")
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_on_meta(v) for v in value)
+    return value
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def expect_device(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with every tensor argument on PyTorch's ``meta`` device; fail unless all it returns is there.
+
+    A ``meta`` tensor has a shape and a dtype but no values, so this shows, on a CPU-only machine, what a GPU
+    would: a tensor made with ``torch.zeros(...)`` without ``device=x.device``, a ``.numpy()`` call, or a CPU
+    constant mixed into the computation.
+    """
+    margs = tuple(_on_meta(a) for a in args)
+    mkwargs = {k: _on_meta(v) for k, v in kwargs.items()}
+    desc = _describe_call(fn, args, kwargs)
+    fix = ("Make new tensors on the input's device (`x.new_zeros(...)`, `torch.zeros(..., device=x.device)`, "
+           "`torch.zeros_like(x)`) and keep the computation in torch (no `.numpy()`, `.item()` or `.tolist()` on "
+           "the inputs).")
+    try:
+        outcome = _invoke(fn, margs, mkwargs)
+    except LearnerError as exc:
+        raise CheckFailed(f"`{desc}` works on the CPU but not when its inputs live on another device (the check "
+                          f"moves them to PyTorch's 'meta' device): it raised {exc.error.type_name}: "
+                          f"{exc.error.message}{exc.error.location}. {fix}") from None
+    wrong = [t for t in _tensors(outcome.result) if t.device.type != "meta"]
+    if not _tensors(outcome.result):
+        raise CheckFailed(f"`{desc}` with inputs on the 'meta' device returned {describe(outcome.result)}, not "
+                          "tensors on that device. " + fix)
+    if wrong:
+        raise CheckFailed(f"`{desc}` with inputs on the 'meta' device returned a tensor on {wrong[0].device}: "
+                          "a new tensor was made without the input's device. " + fix)
+    return outcome.result
+
+
+def rng(salt: str = "") -> torch.Generator:
+    """A generator seeded from this grading run's seed, the question, the test and ``salt``.
+
+    The cases it draws change with every run (the checker prints the seed; ``CNNKIT_CHECK_SEED`` repeats one),
+    so a table of answers to the fixed cases does not pass.
+    """
+    ctx = _CONTEXT.get()
+    key = f"{ctx.get('seed', 0)}|{ctx.get('qid', '')}|{ctx.get('test', '')}|{salt}"
+    seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:7], "little")
+    return torch.Generator().manual_seed(seed)
+
+
+def randint(g: torch.Generator, low: int, high: int) -> int:
+    """A Python int drawn uniformly from ``[low, high]`` (both included) with generator ``g``."""
+    if high < low:
+        raise ValueError(f"randint needs low <= high, got {low} > {high}")
+    return int(torch.randint(low, high + 1, (1,), generator=g).item())
 
 
 def run_with_timeout(func: Callable[[], Any], seconds: float) -> Any:
@@ -253,6 +271,8 @@ def _type_problem(got: Any, want: str) -> str:
         return f"returned a {type(got).__name__} ({describe(got)}); {want}"
     if got is None:
         return f"returned None (is a `return` missing?); {want}"
+    if isinstance(got, (torch.Tensor, Opaque)):
+        return f"returned {describe(got)}; {want}"
     return f"returned {type(got).__name__} {describe(got)}; {want}"
 
 
@@ -278,8 +298,15 @@ def expect_tensor(got: Any, expected: torch.Tensor, where: str = "your function"
             raise CheckFailed(f"{where}: wrong values, e.g. at index {tuple(bad)}: got {g[tuple(bad)].item()}, "
                               f"expected {e[tuple(bad)].item()}.")
         return
+    if g.device.type == "meta" or e.device.type == "meta":
+        return
     if torch.isnan(g).any() and not torch.isnan(e).any():
         raise CheckFailed(f"{where} returned NaN at index {tuple(torch.isnan(g).nonzero()[0].tolist())}.")
+    bad_inf = torch.isinf(g) & ~(torch.isinf(e) & (g == e))
+    if bad_inf.any():
+        idx = tuple(bad_inf.nonzero()[0].tolist())
+        raise CheckFailed(f"{where} returned {g[idx].item()} at index {idx}, where {e[idx].item():.4g} was "
+                          "expected: a value overflowed (exp of a large number?) or was divided by zero.")
     diff = (g.double() - e.double()).abs().nan_to_num(0.0)
     if not torch.allclose(g.double(), e.double(), atol=atol, rtol=rtol, equal_nan=True):
         idx = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), tuple(diff.shape)))
@@ -321,14 +348,14 @@ def expect_equal(got: Any, expected: Any, where: str = "your function",
         for i, (g, e) in enumerate(zip(got, expected)):
             expect_equal(g, e, f"{where} (item {i})", atol, rtol)
         return
-    if not _same(got, expected):
+    if not same(got, expected):
         raise CheckFailed(f"{where} returned {describe(got)}; expected {describe(expected)}.")
 
 
 def expect_call(fn: Callable, *args: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4,
                 hint: str | Callable[[Any], str | None] | None = None, **kwargs: Any) -> Any:
     """Call ``fn`` safely (copies, mutation check) and compare its result with ``expected``; return the result."""
-    got = _invoke(fn, args, kwargs)
+    got = _invoke(fn, args, kwargs).result
     where = f"`{_describe_call(fn, args, kwargs)}`"
     try:
         if isinstance(expected, torch.Tensor):
