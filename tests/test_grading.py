@@ -329,3 +329,19 @@ def test_comparison_helpers_can_fail():
         expect_equal((1, 2.5), (1, 2.0))
     assert describe(torch.zeros(2, 3, dtype=torch.float64)) == "Tensor(2, 3) float64"
     assert describe(np.zeros((2, 2))) == "NumPy ndarray(2, 2) float64"
+
+
+# ---------------------------------------------------------------- feedback that names what went wrong (issue 9)
+
+def test_feedback_names_tensors_once_and_lists_by_content():
+    with pytest.raises(CheckFailed) as info:
+        expect_equal(torch.tensor(3), 3, "f")
+    assert "Tensor Tensor" not in str(info.value) and "Tensor() int64" in str(info.value)
+    assert describe([torch.zeros(2, 3), torch.ones(4)]) == "a list of [Tensor(2, 3) float32, Tensor(4) float32]"
+    assert describe([torch.zeros(1)] * 9) == "a list of 9 Tensors"
+
+
+def test_an_infinite_result_is_named_as_such():
+    with pytest.raises(CheckFailed) as info:
+        expect_tensor(torch.tensor([1.0, -float("inf")]), torch.tensor([1.0, -3.0]), "f")
+    assert "-inf" in str(info.value) and "1.8e+308" not in str(info.value)
