@@ -71,7 +71,7 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
 
 def fit(model: nn.Module, train_loader: Iterable, loss_fn: Callable, optimizer: torch.optim.Optimizer,
         epochs: int, device: torch.device | str = "cpu", eval_loader: Iterable | None = None,
-        scheduler=None, step_scheduler_per_batch: bool = False, progress: bool = True,
+        scheduler=None, step_scheduler_per_batch: bool = False, progress: bool = False,
         verbose: bool = True, history: History | None = None,
         callback: Callable[[int, History], None] | None = None) -> History:
     """Train ``model`` for ``epochs`` and return a ``History`` (pass ``history`` to continue one).
@@ -79,6 +79,7 @@ def fit(model: nn.Module, train_loader: Iterable, loss_fn: Callable, optimizer: 
     Classification metrics assume ``model(x)`` returns logits ``(N, K)`` and ``y`` holds class indices.
     ``scheduler.step()`` runs after each epoch, or after each batch with ``step_scheduler_per_batch``
     (e.g. OneCycleLR). ``callback(epoch, history)`` runs after each epoch (e.g. to record gradients).
+    ``progress=True`` adds a per-batch progress bar (off by default: executed pages keep one line per epoch).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
