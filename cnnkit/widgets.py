@@ -99,8 +99,16 @@ def _scene(g: ConvGeometry) -> tuple[list[tuple], float, float]:
 def geometry_svg(g: ConvGeometry, cell: int = CELL) -> str:
     """The picture as an SVG string (self-contained: no scripts, no external files)."""
     shapes, width, height = _scene(g)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * cell:.0f}" height="{height * cell:.0f}" '
-           f'font-family="sans-serif" role="img" aria-label="convolution geometry">']
+    w_px, h_px = width * cell, height * cell
+    label = (f"Convolution geometry: a {g.input_size}×{g.input_size} input with padding {g.padding}, "
+             f"a {g.kernel}×{g.kernel} kernel with stride {g.stride} and dilation {g.dilation}, "
+             f"and the {g.output_size}×{g.output_size} output; {g.formula()}")
+    # viewBox + max-width: the drawing scales down to fit a narrow screen instead of overflowing it.
+    # The white background keeps the black labels readable when the site is in dark mode.
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w_px:.0f}" height="{h_px:.0f}" '
+           f'viewBox="0 0 {w_px:.0f} {h_px:.0f}" style="max-width:100%;height:auto" '
+           f'font-family="sans-serif" role="img" aria-label="{escape(label)}">',
+           f'<rect width="{w_px:.0f}" height="{h_px:.0f}" fill="#ffffff"/>']
     for s in shapes:
         if s[0] == "rect":
             _, x, y, w, h, fill, stroke, lw, dash = s
@@ -165,8 +173,9 @@ def conv_geometry_figure(configs: list[dict] | None = None, input_size: int = 7,
 
 
 def _error_html(message: str) -> str:
-    return (f'<div style="color:#b00020;border:1px solid #b00020;padding:8px;max-width:560px;'
-            f'font-family:sans-serif"><b>ValueError:</b> {escape(message)}</div>')
+    # Text in the page's own colour (readable in light and dark mode); the red is only the border.
+    return (f'<div style="color:inherit;border:2px solid #d32f2f;padding:8px;max-width:min(560px, 100%);'
+            f'box-sizing:border-box;font-family:sans-serif"><b>ValueError:</b> {escape(message)}</div>')
 
 
 class ConvExplorer(w.VBox):
@@ -176,7 +185,8 @@ class ConvExplorer(w.VBox):
                  dilation: int = 1):
         def slider(description, value, lo, hi):
             return w.IntSlider(value=value, min=lo, max=hi, description=description, continuous_update=False,
-                               style={"description_width": "90px"})
+                               style={"description_width": "90px"},
+                               layout=w.Layout(width="300px", max_width="100%"))
 
         self.size = slider("input size", input_size, 1, 12)
         self.kernel = slider("kernel", kernel, 1, 7)
@@ -188,7 +198,13 @@ class ConvExplorer(w.VBox):
         self.view = w.HTML()
         self.error: str | None = None
         controls = [self.size, self.kernel, self.padding, self.stride, self.dilation, self.row, self.col]
-        super().__init__([w.HBox([w.VBox(controls[:5]), w.VBox(controls[5:])]), self.view])
+        # The two slider columns sit side by side where there is room and wrap below each other on a phone;
+        # nothing is wider than the screen (checked at 390 px by the browser test).
+        column = w.Layout(max_width="100%")
+        sliders = w.HBox([w.VBox(controls[:5], layout=column), w.VBox(controls[5:], layout=column)],
+                         layout=w.Layout(flex_flow="row wrap", max_width="100%"))
+        self.view.layout = w.Layout(max_width="100%")
+        super().__init__([sliders, self.view], layout=w.Layout(max_width="100%"))
         for s in controls:
             s.observe(self._redraw, names="value")
         self._redraw()

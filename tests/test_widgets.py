@@ -68,3 +68,27 @@ def test_static_figure_draws_every_config():
     assert len(axes) == 3 and axes[0].get_title(loc="left") == "valid"
     with pytest.raises(ValueError, match="kernel does not fit"):
         conv_geometry_figure([dict(kernel=9)])
+
+
+def test_svg_scales_down_on_narrow_screens_and_says_what_it_shows():
+    """viewBox + max-width:100%: on a 390 px phone the drawing shrinks instead of overflowing (issue 11);
+    a white background keeps its black labels readable in dark mode; the aria-label is its alt text."""
+    svg = geometry_svg(conv_geometry(9, 3, 2, 1))
+    assert 'viewBox="0 0 ' in svg and "max-width:100%" in svg and "height:auto" in svg
+    assert '<rect width="' in svg and 'fill="#ffffff"' in svg.split("<rect", 2)[1]
+    assert 'role="img"' in svg and 'aria-label="Convolution geometry: a 9×9 input with padding 2' in svg
+
+
+def test_explorer_layout_wraps_and_never_exceeds_the_column():
+    e = conv_explorer()
+    sliders, view = e.children
+    assert sliders.layout.flex_flow == "row wrap" and sliders.layout.max_width == "100%"
+    assert e.layout.max_width == "100%" and view.layout.max_width == "100%"
+    assert all(s.layout.max_width == "100%" for s in (e.size, e.kernel, e.row, e.col))
+
+
+def test_error_message_uses_the_page_text_colour():
+    """Hard-coded dark text (#555 on #121212 was 2.5:1 in dark mode) is unreadable in one of the themes."""
+    e = conv_explorer(input_size=5, kernel=3, padding=0)
+    e.kernel.value = 7
+    assert "color:inherit" in e.view.value and "max-width:min(560px, 100%)" in e.view.value
