@@ -106,14 +106,33 @@ def test_page_table_marks_budgets_and_total():
             fake("exercises/01_a.ipynb", 12.0, mem=1500.0)]
     page = rt.render_page((MACHINE, runs))
     rows = [line for line in page.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| Notebook | Title | Wall time")
-    assert "| `chapters/01_a.ipynb` | 1. A \\| b | 95 s |" in rows[1] and rows[1].endswith("| 3 min | ✅ |")
-    assert rows[2].endswith("| 3 min | ❌ over budget |")
-    assert "1.46 GiB" in rows[3] and rows[3].endswith("| 30 s | ✅ |")
-    assert rows[4].startswith("| **Total (3 notebooks)** |  | **5 min 7 s** |")
+    assert rows[0] == "| Notebook | Wall time | CPU time | Peak memory | Within budget? |"
+    assert rows[1] == "| {doc}`1. A \\| b </chapters/01_a>` | 95 s | 95 s | 700 MiB | ✅ |"
+    assert rows[2].endswith("| 3 min 20 s | 3 min 20 s | 700 MiB | ❌ over budget |")
+    assert rows[3] == rows[0] and rows[4].startswith("| {doc}`T </exercises/01_a>` | 12 s |")
+    assert "1.46 GiB" in rows[4] and rows[4].endswith("| ✅ |")
+    assert ":::{table} Chapters (budget 3 min each)" in page and "Exercise notebooks (budget 30 s each)" in page
+    assert "**Total (3 notebooks):** 5 min 7 s of wall time (within the budget of 15 min)" in page
     assert "GPU run times: not yet measured." in page
     assert "GPU wall time" not in page
     assert page.startswith("# Measured run times\n") and page.count("\n# ") == 0  # one title, no level skips
+
+
+def test_page_tables_fit_the_column_and_stack_on_phones():
+    """Issue 11: no column repeats another (the path and the title were both shown), at most 5 columns
+    without GPU results (7 with), and every table carries the class that stacks it on a phone."""
+    conv = json.loads(rt.CONV_RESULTS.read_text()) if rt.CONV_RESULTS.exists() else None
+    runs = [fake("chapters/01_a.ipynb", 95.0), fake("exercises/01_a.ipynb", 12.0)]
+    for gpu, most in ((None, 5), ((MACHINE | {"gpu": "G"}, [fake("chapters/01_a.ipynb", 4.0)]), 7)):
+        page = rt.render_page((MACHINE, runs), gpu, None)
+        heads = [line for line in page.splitlines() if line.startswith("| Notebook")]
+        assert heads and all(line.count(" | ") + 1 <= most for line in heads)
+        assert "`chapters/01_a.ipynb`" not in page          # named once: by its linked title
+    page = rt.render_page((MACHINE, runs), None, conv)
+    assert page.count(":::{table}") == page.count(":class: stack-on-phone") == (3 if conv else 2)
+    if conv:
+        conv_head = next(line for line in page.splitlines() if line.startswith("| Layer"))
+        assert conv_head.count(" | ") + 1 <= 7
 
 
 def test_page_warns_when_the_machine_was_busy():
@@ -187,7 +206,7 @@ def _page() -> str:
 
 def test_runtime_page_lists_every_notebook():
     page = _page()
-    missing = [p for p in _notebooks() if f"`{p}`" not in page]
+    missing = [p for p in _notebooks() if f" </{p.rsplit('.', 1)[0]}>`" not in page]
     assert not missing, (
         f"book/runtimes.md has no measurement for {missing}: run `make bench` (executes every notebook and "
         "regenerates benchmarks/results/ and book/runtimes.md), then commit those files."
