@@ -31,12 +31,55 @@
       if (!area || seen.has(area)) return;
       seen.add(area);
       var note = document.createElement("p");
-      note.className = "widget-static-note";
-      note.style.cssText = "font-size:0.85em;color:#555;border-left:3px solid #8ab;padding:2px 8px;margin:4px 0;";
+      note.className = "widget-static-note";   // styled in site.css with theme colours (dark mode)
       note.textContent = "Static copy of an interactive widget: the controls move, but the output below is "
         + "recomputed only when the notebook runs with a Python kernel. Open it in Colab (launch button at the "
         + "top of the page) or in Jupyter to explore live.";
       area.insertBefore(note, area.firstChild);
     });
   });
+
+  // 3. Tables marked `stack-on-phone` (the runtime page): each cell gets its column's header as
+  //    data-label, which site.css shows in front of the value when the rows stack on a narrow screen.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("table.stack-on-phone").forEach(function (table) {
+      var heads = Array.from(table.querySelectorAll("thead th")).map(function (th) {
+        return th.textContent.trim();
+      });
+      table.querySelectorAll("tbody tr").forEach(function (tr) {
+        Array.from(tr.children).forEach(function (td, i) {
+          if (!td.hasAttribute("data-label")) td.setAttribute("data-label", heads[i] || "");
+        });
+      });
+    });
+  });
+
+  // 4. Search result snippets are cut from the text of the found page, where formulas are still TeX for
+  //    MathJax ("\(\lfloor (n + 2p - k) / s \rfloor\)"). Turn them into plain text before Sphinx cuts.
+  var TEX = [[/\\left|\\right|\\[,;!: ]|\\quad|\\qquad/g, " "], [/\\times/g, "×"], [/\\cdot/g, "·"],
+    [/\\lfloor/g, "⌊"], [/\\rfloor/g, "⌋"], [/\\lceil/g, "⌈"], [/\\rceil/g, "⌉"], [/\\leq?\b/g, "≤"],
+    [/\\geq?\b/g, "≥"], [/\\neq?\b/g, "≠"], [/\\approx/g, "≈"], [/\\to\b|\\rightarrow/g, "→"],
+    [/\\in\b/g, "∈"], [/\\sum/g, "Σ"], [/\\prod/g, "Π"], [/\\infty/g, "∞"], [/\\partial/g, "∂"],
+    [/\\sigma/g, "σ"], [/\\alpha/g, "α"], [/\\beta/g, "β"], [/\\gamma/g, "γ"], [/\\delta/g, "δ"],
+    [/\\epsilon|\\varepsilon/g, "ε"], [/\\eta\b/g, "η"], [/\\lambda/g, "λ"], [/\\mu\b/g, "μ"],
+    [/\\theta/g, "θ"], [/\\pi\b/g, "π"], [/\\mathbb\{R\}/g, "ℝ"],
+    [/\\frac\{([^{}]*)\}\{([^{}]*)\}/g, "($1)/($2)"], [/\\sqrt\{([^{}]*)\}/g, "√($1)"],
+    [/\\(?:text|mathrm|mathbf|mathit|operatorname|boldsymbol)\{([^{}]*)\}/g, "$1"],
+    [/\\([A-Za-z]+)/g, "$1"], [/\\[()[\]]|\$\$?/g, ""], [/[{}]/g, ""], [/\s+/g, " "]];
+  function texToText(tex) {
+    return TEX.reduce(function (t, rule) { return t.replace(rule[0], rule[1]); }, tex).trim();
+  }
+  window.siteTexToText = texToText;   // for the browser test
+  function patchSearch() {
+    if (!window.Search || !Search.htmlToText || Search.__siteMath) return;
+    var original = Search.htmlToText;
+    Search.htmlToText = function (htmlString, anchor) {
+      var doc = new DOMParser().parseFromString(htmlString, "text/html");
+      doc.querySelectorAll(".math").forEach(function (el) { el.textContent = texToText(el.textContent); });
+      return original.call(this, doc.documentElement.outerHTML, anchor);
+    };
+    Search.__siteMath = true;
+  }
+  patchSearch();                                            // searchtools.js loaded before this script...
+  document.addEventListener("DOMContentLoaded", patchSearch);  // ...or after it (runs before Search.init)
 })();
