@@ -146,6 +146,11 @@ class RemoteKernel:
                   f"    _cnnkit_grader_.call({name!r}, {str(inp)!r}, {str(out)!r})")
         try:
             run = self.session.request(source, CALL_TIMEOUT)
+        except BaseException:  # the test's time limit (or Ctrl-C): the kernel was interrupted, maybe killed
+            if self.session.dead:
+                self._died(name, "it ignored the interrupt sent when its test ran out of time, so the kernel was "
+                                 "killed")
+            raise
         finally:
             inp.unlink(missing_ok=True)
         try:
@@ -162,12 +167,15 @@ class RemoteKernel:
         finally:
             out.unlink(missing_ok=True)
         if run.status == "dead":
-            self.problems.append({"cell": None, "kind": "dead", "message": f"the kernel died or was killed while "
-                                  f"running `{name}` during grading", "code": ""})
+            self._died(name, "the kernel died")
             return self._failed("DeadKernel", "the notebook's kernel died or was killed while running it")
         if run.status == "timeout":
             return self._failed("Timeout", f"did not finish within {CALL_TIMEOUT:g} s")
         return self._failed(run.ename or "Error", run.evalue)
+
+    def _died(self, name: str, why: str) -> None:
+        self.problems.append({"cell": None, "kind": "dead", "message": f"while grading `{name}`: {why}; every "
+                              "later call fails", "code": ""})
 
     def _tampered(self, name: str, detail: str) -> None:
         if not any(t["name"] == name for t in self.tampering):

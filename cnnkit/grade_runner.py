@@ -64,9 +64,13 @@ def _add_instance(out, name, obj):
         return
     out[name] = id(obj)
     out[name + ".__class__"] = id(type(obj))
-    for key, value in list(getattr(obj, "__dict__", {}).items()):
-        if callable(value):  # a method overridden on the instance, e.g. display_pub.publish = ...
-            out[f"{name}.{key}"] = _ident(value)
+    methods = {key for cls in type(obj).__mro__ for key, value in vars(cls).items()
+               if isinstance(value, types.FunctionType) and not key.startswith("__")}
+    for key in sorted(methods):  # a method overridden on the instance, e.g. display_pub.publish = ...
+        try:
+            out[f"{name}.{key}"] = _ident(getattr(obj, key))
+        except Exception:  # noqa: BLE001 - whatever the attribute does
+            continue
 
 
 def fingerprint(user_ns=None, extra=()):
