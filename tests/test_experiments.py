@@ -1,0 +1,22 @@
+import numpy as np
+import pytest
+import torch
+
+from cnnkit.experiments import mean_sd, over_seeds, paired_difference
+
+
+def test_over_seeds_seeds_each_run_and_repeats():
+    first = over_seeds(lambda s: torch.rand(1).item(), (0, 1, 2))
+    again = over_seeds(lambda s: torch.rand(1).item(), (0, 1, 2))
+    assert first.shape == (3,) and np.array_equal(first, again) and len(set(first)) == 3
+    with pytest.raises(ValueError, match="seeds"):
+        over_seeds(lambda s: 0.0, 3)
+
+
+def test_summaries():
+    assert mean_sd([0.95, 0.97]) == "96.0% ± 1.4"
+    assert mean_sd([0.5, 0.7], percent=False) == "0.600 ± 0.141"
+    mean, sd = paired_difference([0.9, 0.8, 0.7], [0.8, 0.8, 0.8])
+    assert mean == pytest.approx(0.0) and sd == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        paired_difference([1.0], [2.0])
