@@ -204,7 +204,7 @@ class KernelSession:
             self._signal(signal.SIGINT)
             if self._reply_to(msg_id, PROBE_TIMEOUT) is None and not self.dead:
                 self.dead = True
-                self._signal(signal.SIGKILL)
+                self._signal(getattr(signal, "SIGKILL", signal.SIGTERM))
 
     def _recover(self) -> None:
         """After a timeout (nbclient has interrupted the kernel): kill the kernel if it no longer answers."""
@@ -336,7 +336,10 @@ def grade_notebook(path: str | Path, exercise: str | None = None, timeout: float
         try:
             snapshot = integrity.Snapshot.take(root)
             runner_text, guard_text = snapshot.text("grade_runner.py"), snapshot.text("checks/guard.py")
-        except (ValueError, KeyError, OSError, UnicodeDecodeError) as exc:
+        except KeyError as exc:
+            return report | {"error": f"cannot grade with the package at {root}: it has no {exc.args[0]} "
+                                      "(is it the cnnkit package folder?)"}
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
             return report | {"error": f"cannot grade with the package at {root}: {exc}"}
         box = integrity.make_sandbox(path, snapshot)
         try:

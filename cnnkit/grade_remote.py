@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ class RemoteKernel:
     # ------------------------------------------------------------ grader cells
 
     def _path(self, kind: str, ext: str) -> Path:
-        return self.calls / f"{kind}-{next(self._n)}.{ext}"
+        return self.calls / f"{kind}-{next(self._n)}-{secrets.token_hex(4)}.{ext}"  # not guessable in advance
 
     def _cell(self, body: str) -> str:
         return "\n".join([
@@ -155,7 +156,7 @@ class RemoteKernel:
             inp.unlink(missing_ok=True)
         try:
             if run.status == "ok":
-                if not out.exists():
+                if not out.is_file() or out.is_symlink():
                     self._tampered("_cnnkit_grader_", "the grader's runner in the kernel was replaced while "
                                    "the tests ran")
                     return self._failed("GraderError", "the grader's runner in the kernel was replaced")

@@ -256,8 +256,8 @@ def test_rewriting_the_installed_checks_is_named_undone_and_useless(grade, packa
     attack = "\n".join([
         "import pathlib, cnnkit",
         f"for root in [pathlib.Path({str(package)!r}), pathlib.Path(cnnkit.__file__).parent]:",
-        f"    target = root / {CHECKS!r}",
-        f"    target.write_text(target.read_text() + {FORGE!r})",
+        f"    for target in {sorted({CHECKS, 'checks/ch01.py'})!r}:",
+        "        (root / target).write_text((root / target).read_text() + " + repr(FORGE) + ")",
         "    (root / 'checks' / 'ch99.py').write_text('EXERCISE = None')",
         "    (root / '__pycache__').mkdir(exist_ok=True)",
         "    (root / '__pycache__' / 'grading.cpython-311.pyc').write_bytes(b'forged')",
@@ -269,7 +269,8 @@ def test_rewriting_the_installed_checks_is_named_undone_and_useless(grade, packa
     code, report = grade("rewrite_checks", with_cell(student(), attack))
     assert code == GRADED and report["points"] == 0
     names = tampered(report)
-    assert {("installed package", CHECKS), ("installed package", "checks/ch99.py"),
+    assert {("installed package", CHECKS), ("installed package", "checks/ch01.py"),
+            ("installed package", "checks/ch99.py"),
             ("installed package", "__pycache__/grading.cpython-311.pyc"), ("installed package", "grading.py"),
             ("pristine copy", CHECKS)} <= names, names
     assert any("restored" in t["detail"] for t in report["tampering"] if t["name"] == CHECKS)
@@ -335,3 +336,9 @@ def test_deleted_and_edited_check_cells_are_named(grade):
     assert code == GRADED and report["points"] == 0
     got = {(c["question"], c["change"]) for c in report["check_cells"]}
     assert got == {(FIRST, "deleted"), (SECOND, "edited")}
+
+
+def test_a_package_root_that_is_not_cnnkit_cannot_grade(folder, tmp_path, capsys):
+    nbformat.write(student(), folder / "zero_again.ipynb")
+    code = main([str(folder / "zero_again.ipynb"), "--package-root", str(tmp_path)])
+    assert code == NOT_GRADED and "it has no grade_runner.py" in capsys.readouterr().out
