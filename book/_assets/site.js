@@ -82,4 +82,18 @@
   }
   patchSearch();                                            // searchtools.js loaded before this script...
   document.addEventListener("DOMContentLoaded", patchSearch);  // ...or after it (runs before Search.init)
+
+  // 5. The theme's header buttons (axe-core "label-content-name-mismatch", serious): the search field's
+  //    aria-label "Search" hides its visible text "Search Ctrl+K" from speech input, and the colour-mode
+  //    button's icons carry titles ("Light", "Dark") that count as its text. Let the visible text name the
+  //    search field, and hide the decorative icons.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".search-button-field[aria-label]").forEach(function (b) {
+      b.removeAttribute("aria-label");
+    });
+    document.querySelectorAll(".theme-switch-button i, .search-button i").forEach(function (i) {
+      i.removeAttribute("title");
+      i.setAttribute("aria-hidden", "true");
+    });
+  });
 })();
