@@ -12,7 +12,68 @@ __all__ = ["LeNet5", "SmallCNN", "count_parameters", "RandomShift", "LeNetBN", "
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
+    if isinstance(model, torch.Tensor):
+        raise TypeError(f"count_parameters expects an nn.Module (a model or a layer), got a tensor of shape "
+                        f"{tuple(model.shape)}; count a tensor's entries with t.numel(), or pass the layer "
+                        f"it belongs to, e.g. count_parameters(nn.Conv2d(1, 8, 3)).")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_parameters expects an nn.Module (a model or a layer), got "
+                        f"{type(model).__name__}; pass the model itself (an instance: SmallCNN(), not SmallCNN).")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _check_images(model: nn.Module, x, channels: int, size: str = "28, 28") -> None:
+    """Start of ``forward``: ``x`` must be a float tensor ``(B, channels, H, W)``; else a message with the fix."""
+    name, expected = type(model).__name__, f"(B, {channels}, {size})"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} expects a tensor of shape {expected}, got {type(x).__name__}; convert it "
+                        f"with torch.as_tensor(x, dtype=torch.float32).")
+    shape = tuple(x.shape)
+    if x.dim() != 4 or shape[1] != channels:
+        if x.dim() == 2:
+            hint = "a single image without batch and channel axes: use x[None, None]"
+        elif x.dim() == 3 and shape[0] == channels:
+            hint = "one image without a batch axis: use x.unsqueeze(0)"
+        elif x.dim() == 3 and channels == 1:
+            hint = "a batch of grey images without a channel axis: use x.unsqueeze(1)"
+        elif x.dim() == 4 and shape[-1] == channels:
+            hint = "channels last (B, H, W, C): use x.permute(0, 3, 1, 2)"
+        elif x.dim() == 4:
+            hint = f"{shape[1]} channels: build the model with in_channels={shape[1]}, or convert the images"
+        else:
+            hint = "reshape it to (B, C, H, W)"
+        raise ValueError(f"{name} expects input of shape {expected}, got {shape}; {hint}.")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} expects floating-point images, got {x.dtype}; convert with x.float() "
+                         f"(uint8 pixels: x.float() / 255).")
+
+
+def _run_features(model: nn.Module, block: nn.Module, x: torch.Tensor, channels: int,
+                  size: str = "28, 28") -> torch.Tensor:
+    """``block(x)``, with torch's message for images too small for the convolutions turned into one with the fix."""
+    try:
+        return block(x)
+    except RuntimeError as exc:
+        text = str(exc)
+        if "Kernel size can't be greater" not in text and "Output size is too small" not in text:
+            raise
+        raise ValueError(
+            f"{type(model).__name__} expects input of shape (B, {channels}, {size}), got {tuple(x.shape)}: the "
+            f"images are too small for its convolutions and poolings. Resize them to {size.replace(', ', '×')}, "
+            f"e.g. F.interpolate(x, size=({size})), or pad them."
+        ) from exc
+
+
+def _check_features(model: nn.Module, x: torch.Tensor, features: torch.Tensor, linear: nn.Linear,
+                    channels: int, size: str = "28, 28") -> None:
+    """Before the classifier: the flattened features must have the size its first linear layer takes."""
+    got = features[0].numel()
+    if got != linear.in_features:
+        raise ValueError(
+            f"{type(model).__name__} expects input of shape (B, {channels}, {size}), got {tuple(x.shape)}: its "
+            f"features flatten to {got} values per image but the classifier takes {linear.in_features}. "
+            f"Resize the images to {size.replace(', ', '×')}, e.g. F.interpolate(x, size=({size}))."
+        )
 
 
 class SmallCNN(nn.Module):
@@ -31,7 +92,10 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Linear(c2 * 7 * 7, num_classes)
 
     def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
+        _check_images(self, x, self.features[0].in_channels)
+        features = _run_features(self, self.features, x, self.features[0].in_channels).flatten(1)
+        _check_features(self, x, features, self.classifier, self.features[0].in_channels)
+        return self.classifier(features)
 
 
 class LeNet5(nn.Module):
@@ -52,7 +116,10 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x):
-        return self.classifier(self.features(x))
+        _check_images(self, x, self.features[0].in_channels)
+        features = _run_features(self, self.features, x, self.features[0].in_channels)
+        _check_features(self, x, features, self.classifier[1], self.features[0].in_channels)
+        return self.classifier(features)
 
 
 # --- Chapter 4: a first full CNN, its MLP rival, and the seeds' Keras model --------------------------------
@@ -110,7 +177,10 @@ class LeNetBN(nn.Module):
         )
 
     def forward(self, x):
-        return self.classifier(self.features(x))
+        _check_images(self, x, self.features[0].in_channels)
+        features = _run_features(self, self.features, x, self.features[0].in_channels)
+        _check_features(self, x, features, self.classifier[1], self.features[0].in_channels)
+        return self.classifier(features)
 
 
 class MLP(nn.Module):
@@ -135,6 +205,19 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
+        first = self.net[1]  # the first nn.Linear, after nn.Flatten
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"MLP expects a tensor, got {type(x).__name__}; convert it with "
+                            f"torch.as_tensor(x, dtype=torch.float32).")
+        if x.dim() < 2 or x[0].numel() != first.in_features:
+            hint = ("add a batch axis with x.unsqueeze(0)" if x.dim() < 2 or x.numel() == first.in_features
+                    else f"build MLP(in_features={x[0].numel()}, ...) or resize the images")
+            raise ValueError(f"MLP(in_features={first.in_features}) expects (B, ...) inputs with "
+                             f"{first.in_features} values per example, e.g. (B, 1, 28, 28) or "
+                             f"(B, {first.in_features}); got {tuple(x.shape)}; {hint}.")
+        if not x.is_floating_point():
+            raise ValueError(f"MLP expects floating-point inputs, got {x.dtype}; convert with x.float() "
+                             f"(uint8 pixels: x.float() / 255).")
         return self.net(x)
 
 
@@ -152,4 +235,7 @@ class KerasSeedCNN(nn.Module):
                                    nn.Linear(128, num_classes))
 
     def forward(self, x):
-        return self.dense(self.conv(x))
+        _check_images(self, x, self.conv[0].in_channels)
+        features = _run_features(self, self.conv, x, self.conv[0].in_channels)
+        _check_features(self, x, features, self.dense[1], self.conv[0].in_channels)
+        return self.dense(features)

@@ -57,6 +57,17 @@ def _check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
                      stride: IntPair, padding: IntPair, dilation: IntPair):
     if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
         raise ValueError("x and weight must be torch tensors (convert NumPy arrays with torch.as_tensor).")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise ValueError(f"bias must be a torch tensor or None, got {type(bias).__name__}; "
+                         "convert it with torch.as_tensor(bias, dtype=weight.dtype).")
+    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if t is not None and not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}; convert it with "
+                             f"{name}.float() (uint8 pixels: {name}.float() / 255).")
+    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+        got = f"x is {x.dtype}, weight {weight.dtype}" + (f", bias {bias.dtype}" if bias is not None else "")
+        raise ValueError(f"x, weight and bias must share one dtype, but {got}; convert with "
+                         f"x.to(weight.dtype) (or weight.to(x.dtype)).")
     if x.dim() == 3:
         raise ValueError(
             f"x must have shape (B, C, H, W) but has 3 dims {tuple(x.shape)}; add a batch axis with x.unsqueeze(0)."
