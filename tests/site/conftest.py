@@ -9,8 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from sitecheck import (CHROMIUM, CHROMIUM_ARGS, SITE_DIR, Visit, _unavailable, discover_pages, is_notebook_page,
-                       visit)
+import json
+
+from sitecheck import (AXE_JS, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, SITE_DIR, Visit, _unavailable,
+                       discover_pages, is_notebook_page, visit)
 
 # ---------------------------------------------------------------------------------------------- server
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -50,21 +52,35 @@ def browser():
 def context(browser):
     """One browser context for the whole run, so the big vendored scripts come from its cache after the
     first page (no request routing: that would switch the cache off)."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx = browser.new_context(viewport=DESKTOP)
     yield ctx
     ctx.close()
 
 
 @pytest.fixture(scope="session")
-def visits(context, base_url):
-    """Visit every page once (in order) and cache what each showed; screenshot the first few notebook pages."""
+def phone_context(browser):
+    """A 390 px wide touch screen (an iPhone-sized phone) for the narrow-screen checks."""
+    ctx = browser.new_context(viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture(scope="session")
+def visits(context, phone_context, base_url):
+    """Visit every page once (in order) and cache what each showed; screenshot the first few notebook pages.
+    At the end, write what every visit measured to `_build/site-report.json` (counts for the reports)."""
+    if not AXE_JS.is_file():
+        _unavailable(f"axe-core is not vendored at {AXE_JS}: run `make vendor` (tools/vendor.py)")
     cache: dict[str, Visit] = {}
     notebooks = [pg for pg in discover_pages() if is_notebook_page(pg)]
     shots = set(notebooks[:3]) | set(discover_pages()[:1])
 
     def get(page: str) -> Visit:
         if page not in cache:
-            cache[page] = visit(context, base_url, page, screenshot=page in shots)
+            cache[page] = visit(context, base_url, page, screenshot=page in shots, phone_context=phone_context)
         return cache[page]
 
-    return get
+    yield get
+    if cache:
+        report = {page: v.summary() for page, v in cache.items()}
+        (SITE_DIR.parent / "site-report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")

@@ -1,6 +1,9 @@
 """Browser test of the built site (`make site-test`, after `make site`): every page renders, loads its images
 and shows no error output; nothing is requested outside 127.0.0.1; widgets render from saved state and their
-sliders move; quizzes answer a click; notebook pages link to Colab; search finds hits.
+sliders move; every quiz question answers, wrong and right; notebook pages link to Colab; search finds hits
+and shows no raw TeX. Read like a reader (issue 11): no code block or table wider than the column at 1280 px,
+figures shown at a legible scale and with alt text, nothing but code wider than a 390 px phone, text
+contrast >= 4.5:1 in the light and the dark theme, and no serious or critical axe-core violation.
 
 Pages come from the build (see conftest.discover_pages). Each page is loaded once; the tests below assert on
 what that visit recorded. Screenshots go to `_build/screenshots/`.
@@ -12,8 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sitecheck import (COLAB_PREFIX, KNOWN_CONSOLE_ERRORS, REPO_DIR, SHOT_DIR, SITE_DIR, Visit, _is_local,
-                       discover_pages, is_notebook_page, record)
+from sitecheck import (AXE_JS, COLAB_PREFIX, FAIL_IMPACTS, KNOWN_CONSOLE_ERRORS, MIN_IMAGE_SCALE, REPO_DIR,
+                       SHOT_DIR, SITE_DIR, Visit, _is_local, alt_text_ok, discover_pages, is_notebook_page,
+                       measure_layout, record, run_axe)
 
 PAGES = discover_pages()
 NOTEBOOK_PAGES = [p for p in PAGES if is_notebook_page(p)]
@@ -113,6 +117,109 @@ def test_quizzes_respond_to_a_click(visits, page):
     assert v.quiz_feedback, f"{page}: clicking a quiz answer showed no feedback"
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_every_quiz_question_answers_wrong_and_right(visits, page):
+    """Each question is answered with a wrong answer (incorrect feedback must appear), then the right one
+    (correct feedback must appear). A numeric question whose precision breaks toPrecision shows nothing."""
+    v = visits(page)
+    if not v.quizzes:
+        pytest.skip("no quiz on this page")
+    assert len(v.quiz_questions) == v.quizzes
+    bad = [f"question {q['question']} ({q['kind']}, {q['text']!r}): "
+           + "; ".join(msg for ok, msg in q["checks"] if not ok) for q in v.quiz_questions if not q["ok"]]
+    assert not bad, f"{page}: quiz questions that did not answer:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_code_block_or_table_wider_than_the_column(visits, page):
+    v = visits(page)
+    found = v.overflow_pre + v.overflow_tables
+    assert not found, (f"{page}: {len(v.overflow_pre)} code/output blocks and {len(v.overflow_tables)} tables "
+                       f"wider than the {v.column_px:.0f} px column at 1280 px (code lines <= 78 characters, "
+                       "tests/test_lint.py):\n" + "\n".join(found))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_figures_are_shown_at_a_legible_scale(visits, page):
+    v = visits(page)
+    small = [f"{i['where']}: {i['src']} {i['natural']} px shown at {i['shown']} px (scale {i['scale']})"
+             for i in v.small_images()]
+    assert not small, (f"{page}: images shown below {MIN_IMAGE_SCALE} of their size in the {v.column_px:.0f} px "
+                       "column; their text is too small to read (figures at most 8.6 in wide at 100 dpi, best "
+                       "<= 6.9 in; split long strips into rows; cnnkit.figstyle.check_legible):\n"
+                       + "\n".join(small))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_figures_have_alt_text(visits, page):
+    v = visits(page)
+    bad = [f"{i['where']}: {i['src']} alt={i['alt']!r}" for i in v.bad_alt()]
+    assert not bad, (f"{page}: images without alt text that says what they show (notebook cells: metadata "
+                     '{"mystnb": {"image": {"alt": "..."}}}):\n' + "\n".join(bad))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_nothing_but_code_is_wider_than_a_phone(visits, page):
+    v = visits(page)
+    assert not v.phone_overflow, f"{page}: wider than a 390 px screen:\n" + "\n".join(v.phone_overflow)
+
+
+def _fmt_axe(violations: list[dict]) -> str:
+    return "\n".join(f"{x['id']} ({x['impact']}, {x['nodes']} elements): {x['help']}; e.g. {x['targets'][:3]} "
+                     f"{x['detail'][:1]}" for x in violations)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_serious_accessibility_violation(visits, page):
+    v = visits(page)
+    assert v.axe_ran, f"{page}: axe-core did not run"
+    bad = v.failing_axe()
+    assert not bad, f"{page}: axe-core {'/'.join(FAIL_IMPACTS)} violations:\n" + _fmt_axe(bad)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_text_contrast_in_light_and_dark_theme(visits, page):
+    v = visits(page)
+    assert v.axe_ran, f"{page}: axe-core did not run"
+    found = {theme: _fmt_axe(vs) for theme, vs in v.contrast().items() if vs}
+    assert not found, f"{page}: text under 4.5:1 contrast (axe color-contrast):\n" + "\n".join(
+        f"[{theme}] {text}" for theme, text in found.items())
+
+
+def test_the_measurements_catch_known_defects(context, base_url):
+    """Guard against checks that pass by measuring nothing: a page with a long code line, a wide table, a
+    shrunk image without alt text and grey-on-grey text must fail each check."""
+    v = Visit("probe")
+    page = context.new_page()
+    try:
+        page.goto(base_url + "search.html", wait_until="load")
+        page.evaluate("""() => {
+          const art = document.querySelector('article.bd-article') || document.querySelector('[role="main"]');
+          const box = document.createElement('div');
+          const png = document.createElement('canvas'); png.width = 1600; png.height = 100;
+          box.innerHTML = '<pre>' + 'x'.repeat(120) + '</pre>'
+            + '<table><tr><td style="min-width:2000px">wide</td></tr></table>'
+            + '<img src="' + png.toDataURL() + '">'
+            + '<p style="color:#777;background:#888">grey on grey</p>';
+          art.appendChild(box);
+        }""")
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+        measure_layout(page, v)
+        run_axe(page, v)
+    finally:
+        page.close()
+    assert len(v.overflow_pre) == 1 and "120 chars" in v.overflow_pre[0]
+    assert len(v.overflow_tables) == 1
+    assert [i["scale"] < MIN_IMAGE_SCALE for i in v.images] == [True] and v.bad_alt()
+    assert v.contrast()["light"] and v.contrast()["dark"]
+    assert not alt_text_ok("_images/ab12.png", "_images/ab12.png") and alt_text_ok("Loss falls with epochs")
+
+
+def test_axe_core_is_vendored_not_fetched():
+    assert AXE_JS.is_file(), f"{AXE_JS} missing: run `make vendor`"
+    assert not (SITE_DIR / "_static" / "vendor" / "axe-core").exists(), "axe-core is for the test, not the site"
+
+
 def test_search_finds_hits(context, base_url):
     v = Visit("search.html")
     page = context.new_page()
@@ -120,13 +227,19 @@ def test_search_finds_hits(context, base_url):
     try:
         page.goto(base_url + "search.html?q=convolution", wait_until="load")
         page.wait_for_selector("#search-results ul.search li", timeout=20_000)
+        page.wait_for_function("document.querySelectorAll('#search-results p.context').length > 0 || "
+                               "document.querySelector('#search-progress')?.textContent.includes('Search finished')",
+                               timeout=30_000)
         hits = page.locator("#search-results ul.search li").count()
+        snippets = page.eval_on_selector_all("#search-results p.context", "els => els.map(e => e.textContent)")
         SHOT_DIR.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOT_DIR / "search.png"))
     finally:
         page.close()
     assert hits > 0, "searching for 'convolution' found nothing"
     assert not v.external, f"search requested outside 127.0.0.1: {v.external}"
+    tex = [t[:120] for t in snippets if re.search(r"\\[(\[]|\\[A-Za-z]{2,}", t)]
+    assert not tex, f"search snippets show raw TeX (book/_assets/site.js turns it into text): {tex}"
 
 
 def test_root_redirects_to_the_first_page(context, base_url):
@@ -170,3 +283,7 @@ def test_known_widget_and_quiz_pages_were_exercised(visits):
         assert visits(p).widgets_rendered > 0, f"{p}: has widget state, but no widget rendered"
     for p in with_quiz:
         assert visits(p).quizzes > 0, f"{p}: has quiz code, but no quiz rendered"
+        assert visits(p).quiz_questions, f"{p}: quiz rendered, but no question was answered"
+    with_images = [p for p, h in html.items() if "<img" in h and "_images/" in h]
+    for p in with_images:
+        assert visits(p).images, f"{p}: has content images, but none was measured"
