@@ -286,6 +286,17 @@ def _all_zero(slug: str, reason: str) -> dict[str, Any]:
                       for t in qq.tests]} for q, qq in ex.questions.items()}}
 
 
+def _import_all(packages: list[str]) -> None:
+    import importlib
+    import pkgutil
+    for name in packages:
+        with contextlib.suppress(ImportError):
+            package = importlib.import_module(name)
+            for info in pkgutil.iter_modules(getattr(package, "__path__", []), f"{name}."):
+                with contextlib.suppress(Exception):
+                    importlib.import_module(info.name)
+
+
 def _package_changes(snapshot: Any, where: str, restore: bool) -> list[dict[str, Any]]:
     found = []
     for d in snapshot.diff():
@@ -329,6 +340,7 @@ def grade_notebook(path: str | Path, exercise: str | None = None, timeout: float
     from .checks import guard  # noqa: F401
     from .grading import load_exercise
     ex = load_exercise(slug)
+    _import_all(["cnnkit.checks", "cnnkit.ops"])  # so no test can lazily import a file the submission forged
     root = Path(package_root) if package_root is not None else Path(__file__).resolve().parent
     wrote_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no .pyc of ours in the package
     tampering: list[dict[str, Any]] = []
@@ -448,7 +460,8 @@ def format_report(report: dict[str, Any]) -> str:
     for t in report.get("tampering", []):
         lines.append(f"  ⛔ tampering ({t['kind']}): {t['name']}: {t['detail']}")
     if report.get("seed") is not None:
-        lines.append(f"  random cases drawn with seed {report['seed']} (CNNKIT_CHECK_SEED={report['seed']} repeats them)")
+        seed = report["seed"]
+        lines.append(f"  random cases drawn with seed {seed} (CNNKIT_CHECK_SEED={seed} repeats them)")
     lines.append(f"  total: {report['points']}/{report['max_points']} points")
     return "\n".join(lines)
 

@@ -255,13 +255,20 @@ def check_cell_problems(cells: list[Any], exercise: Any) -> list[dict[str, Any]]
 _GUARDED = ("check", "Checker")
 
 
+def _is_setup(node: ast.AST, slug: str) -> bool:
+    """``check = Checker("slug", ...)``: the set-up line (options allowed, the exercise must be this one)."""
+    return (isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["check"]
+            and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", None) == "Checker"
+            and bool(node.value.args) and isinstance(node.value.args[0], ast.Constant)
+            and node.value.args[0].value == slug)
+
+
 def redefinitions(cells: list[Any], slug: str) -> list[dict[str, Any]]:
     """Cells that bind ``check`` or ``Checker`` other than the set-up line ``check = Checker("slug")``.
 
     Reads the cell's code (never runs it): assignments, ``def``/``class``, imports ``as``, ``global`` writes,
     ``del``, and writes through ``globals()[...]`` with a literal name.
     """
-    setup = {_normal(f'check = Checker("{slug}")'), _normal("from cnnkit.grading import Checker")}
     out = []
     for i, cell in enumerate(cells):
         if cell.cell_type != "code":
@@ -286,16 +293,16 @@ def redefinitions(cells: list[Any], slug: str) -> list[dict[str, Any]]:
                           and isinstance(sub.value, ast.Call) and getattr(sub.value.func, "id", "") in
                           ("globals", "vars", "locals")]
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [(a.asname or a.name).split(".")[0] for a in node.names]
-                if isinstance(node, ast.ImportFrom) and _normal(ast.unparse(node)) in setup:
-                    names = []
+                real = isinstance(node, ast.ImportFrom) and node.module == "cnnkit.grading"
+                names = [(a.asname or a.name).split(".")[0] for a in node.names
+                         if not (real and a.name == "Checker" and a.asname in (None, "Checker"))]
+            if _is_setup(node, slug):
+                continue
             for name in names:
                 if name not in _GUARDED:
                     continue
                 line = ast.get_source_segment(cell.source, node) if hasattr(node, "lineno") else None
                 text = (line or name).strip().split("\n")[0][:120]
-                if _normal(text) in setup:
-                    continue
                 out.append({"cell": i, "name": name, "code": text})
     return out
 

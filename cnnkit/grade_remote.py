@@ -45,11 +45,17 @@ class RemoteFunction:
         return self._kernel.call(self.__name__, args, kwargs, rules)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """A direct call (not through the checker): the result, or an error naming what the kernel raised."""
-        outcome = self.__cnnkit_remote__(args, kwargs, guard.Rules())
+        """A test's direct call (not through the checker), as in the learner's notebook: the result, or the
+        learner's exception (a built-in type when it was one). A tensor result that depends on arguments
+        requiring grad comes back attached to them: its backward asks the kernel for the gradients."""
+        outcome, leaves, key = self._kernel.direct(self.__name__, args, kwargs)
         if outcome.error is not None:
-            raise RemoteError(f"{outcome.error.type_name}: {outcome.error.message}{outcome.error.location}")
-        return outcome.result
+            raise _exception(outcome.error)
+        result = outcome.result
+        if leaves and isinstance(result, torch.Tensor):
+            flat = list(args) + list(kwargs.values())
+            result = _RemoteGraph.apply(result, lambda grad: self._kernel.vjp(key, grad), *(flat[i] for i in leaves))
+        return result
 
     def __repr__(self) -> str:
         return f"<function {self.__name__} (in the submission's kernel)>"
@@ -57,6 +63,32 @@ class RemoteFunction:
 
 class RemoteError(Exception):
     """The learner's function raised this (by type name and message) in the submission's kernel."""
+
+
+def _exception(error: guard.ErrorInfo) -> BaseException:
+    """The learner's exception rebuilt from its name: the built-in class when it is one, else a stand-in."""
+    import builtins
+    cls = getattr(builtins, error.type_name, None)
+    message = f"{error.message}{error.location}"
+    if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
+        try:
+            return cls(message)
+        except Exception:  # noqa: BLE001 - a built-in with another signature
+            pass
+    return type(error.type_name, (RemoteError,), {})(message)
+
+
+class _RemoteGraph(torch.autograd.Function):
+    """Attaches a result computed in the kernel to the trusted side's leaves; backward asks the kernel."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor, backward: Any, *leaves: torch.Tensor) -> torch.Tensor:
+        ctx.remote_backward = backward
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        return (None, None, *ctx.remote_backward(grad))
 
 
 class RemoteKernel:
@@ -134,20 +166,63 @@ class RemoteKernel:
 
     def call(self, name: str, args: tuple, kwargs: dict, rules: Any = None) -> guard.Outcome:
         """Run ``name(*args, **kwargs)`` in the kernel under ``rules``; see the module docstring."""
-        if self.session.dead:
-            return self._failed("DeadKernel", "not run: the notebook's kernel had died or been killed")
-        if self.runner_id is None:
-            return self._failed("GraderError", "not run: the grader could not start its runner in the kernel")
         rules = rules if rules is not None else guard.Rules()
         inp, out = self._path("in", "pt"), self._path("out", "pt")
         with open(inp, "wb") as f:
             torch.save((tuple(args), dict(kwargs), rules.to_wire()), f)
+        wire = self._request(name, f"call({name!r}, {str(inp)!r}, {str(out)!r})", inp, out)
+        if isinstance(wire, guard.Outcome):
+            return wire
+        try:
+            return guard.Outcome.from_wire(wire)
+        except Exception as exc:  # noqa: BLE001 - whatever the kernel wrote
+            return self._failed("GraderError", f"the result of `{name}` could not be read back ({exc})")
+
+    def _died(self, name: str, why: str) -> None:
+        self.problems.append({"cell": None, "kind": "dead", "message": f"while grading `{name}`: {why}; every "
+                              "later call fails", "code": ""})
+
+    def direct(self, name: str, args: tuple, kwargs: dict) -> tuple[guard.Outcome, list[int], int]:
+        """A direct call (see ``RemoteFunction.__call__``): the outcome, the indices of the arguments its
+        result's graph leads back to, and the key to ask for their gradients."""
+        key = next(self._n)
+        inp, out = self._path("direct-in", "pt"), self._path("direct-out", "pt")
+        with open(inp, "wb") as f:
+            torch.save((tuple(args), dict(kwargs)), f)
+        wire = self._request(name, f"direct({key}, {name!r}, {str(inp)!r}, {str(out)!r})", inp, out)
+        if isinstance(wire, guard.Outcome):
+            return wire, [], key
+        try:
+            return guard.Outcome.from_wire(wire["outcome"]), [int(i) for i in wire["leaves"]], key
+        except Exception as exc:  # noqa: BLE001 - whatever the kernel wrote
+            return self._failed("GraderError", f"the result of `{name}` could not be read back ({exc})"), [], key
+
+    def vjp(self, key: int, grad: torch.Tensor) -> list:
+        """The gradients of the kept direct call ``key`` for ``grad``, as tensors (None where unused)."""
+        inp, out = self._path("vjp-in", "pt"), self._path("vjp-out", "pt")
+        with open(inp, "wb") as f:
+            torch.save(grad.detach(), f)
+        wire = self._request("the gradient", f"vjp({key}, {str(inp)!r}, {str(out)!r})", inp, out)
+        if isinstance(wire, guard.Outcome) or not isinstance(wire, list) or \
+                not all(g is None or isinstance(g, torch.Tensor) for g in wire):
+            message = wire.error.message if isinstance(wire, guard.Outcome) else "not a list of tensors"
+            raise RuntimeError(f"the gradient could not be computed in the notebook's kernel: {message}")
+        return wire
+
+    def _request(self, name: str, runner_call: str, inp: Path, out: Path) -> Any:
+        """Run ``_cnnkit_grader_.<runner_call>`` in the kernel; the loaded file, or a failed Outcome."""
+        if self.session.dead:
+            inp.unlink(missing_ok=True)
+            return self._failed("DeadKernel", "not run: the notebook's kernel had died or been killed")
+        if self.runner_id is None:
+            inp.unlink(missing_ok=True)
+            return self._failed("GraderError", "not run: the grader could not start its runner in the kernel")
         self.calls_made += 1
         source = (f"if id(globals().get('_cnnkit_grader_')) == {self.runner_id}:\n"
-                  f"    _cnnkit_grader_.call({name!r}, {str(inp)!r}, {str(out)!r})")
+                  f"    _cnnkit_grader_.{runner_call}")
         try:
             run = self.session.request(source, CALL_TIMEOUT)
-        except BaseException:  # the test's time limit (or Ctrl-C): the kernel was interrupted, maybe killed
+        except BaseException:
             if self.session.dead:
                 self._died(name, "it ignored the interrupt sent when its test ran out of time, so the kernel was "
                                  "killed")
@@ -161,7 +236,7 @@ class RemoteKernel:
                                    "the tests ran")
                     return self._failed("GraderError", "the grader's runner in the kernel was replaced")
                 try:
-                    return guard.Outcome.from_wire(torch.load(out, weights_only=True))
+                    return torch.load(out, weights_only=True)
                 except Exception as exc:  # noqa: BLE001 - whatever the kernel wrote
                     return self._failed("GraderError", f"the result of `{name}` could not be read back from the "
                                                        f"kernel ({type(exc).__name__}: {exc})")
@@ -173,10 +248,6 @@ class RemoteKernel:
         if run.status == "timeout":
             return self._failed("Timeout", f"did not finish within {CALL_TIMEOUT:g} s")
         return self._failed(run.ename or "Error", run.evalue)
-
-    def _died(self, name: str, why: str) -> None:
-        self.problems.append({"cell": None, "kind": "dead", "message": f"while grading `{name}`: {why}; every "
-                              "later call fails", "code": ""})
 
     def _tampered(self, name: str, detail: str) -> None:
         if not any(t["name"] == name for t in self.tampering):

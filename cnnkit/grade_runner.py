@@ -167,6 +167,7 @@ class Runner:
     def __init__(self, user_ns, guard_source, guard_path):
         self.ns = user_ns
         self.guard = _load_guard(guard_source, guard_path)
+        self.graphs = {}
 
     def names(self, names, out_path):
         """For each name: null when it is a callable in the notebook, else a description (or missing)."""
@@ -178,6 +179,40 @@ class Runner:
             found[name] = None if callable(value) else self.guard.describe(value)
         with open(out_path, "w", encoding="utf-8") as f:
             json.dump(found, f)
+
+    def direct(self, key, name, in_path, out_path):
+        """A test's direct call ``fn(*args)`` (not through the checker): no copies and no rules, as in the
+        learner's notebook; when the result carries a graph back to arguments that require grad, keep it so
+        the trusted side can ask for vector-Jacobian products (``vjp``)."""
+        import torch
+        guard = self.guard
+        with open(in_path, "rb") as f:
+            args, kwargs = torch.load(f, weights_only=False)
+        outcome = guard.Outcome()
+        try:
+            outcome.result = self.ns.get(name)(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the learner's code may raise anything
+            outcome.error = guard.ErrorInfo(type(exc).__name__, str(exc), guard.location(exc),
+                                            isinstance(exc, NotImplementedError))
+        flat = list(args) + list(kwargs.values())
+        leaves = [i for i, t in enumerate(flat) if isinstance(t, torch.Tensor) and t.requires_grad]
+        graph = isinstance(outcome.result, torch.Tensor) and outcome.result.requires_grad and bool(leaves)
+        if graph:
+            self.graphs[key] = (outcome.result, [flat[i] for i in leaves])
+            while len(self.graphs) > 8:
+                self.graphs.pop(next(iter(self.graphs)))
+        torch.save({"outcome": outcome.to_wire(), "leaves": leaves if graph else []}, out_path)
+
+    def vjp(self, key, in_path, out_path):
+        """The gradients of a kept direct call's result, weighted by the saved ``grad_output``."""
+        import torch
+        result, leaves = self.graphs[key]
+        with open(in_path, "rb") as f:
+            grad_output = torch.load(f, weights_only=False)
+        grads = torch.autograd.grad(result, leaves, grad_output, allow_unused=True, retain_graph=True)
+        torch.save([None if g is None else g.detach() for g in grads], out_path)
 
     def call(self, name, in_path, out_path):
         import torch

@@ -104,11 +104,13 @@ def test_check_cells_come_from_the_question_list():
 
 
 def test_rebinding_check_or_checker_is_found_in_the_code():
-    nb = cells('from cnnkit.grading import Checker\ncheck = Checker("01_convolution")',
+    nb = cells('from cnnkit.grading import Checker, rng\ncheck = Checker("01_convolution", timeout=5)',
                "def check(*a):\n    pass", "check = print", "from os import path as Checker",
-               "globals()['check'] = len", "%time x = 1\nclass Checker: pass", "checker = 1\ncheck_x = 2")
+               "globals()['check'] = len", "%time x = 1\nclass Checker: pass", "checker = 1\ncheck_x = 2",
+               'check = Checker("02_padding_stride")', "from cnnkit.grading import Checker as check")
     found = [(r["cell"], r["name"]) for r in redefinitions(nb, "01_convolution")]
-    assert found == [(1, "check"), (2, "check"), (3, "Checker"), (4, "check"), (5, "Checker")]
+    assert found == [(1, "check"), (2, "check"), (3, "Checker"), (4, "check"), (5, "Checker"), (7, "check"),
+                     (8, "check")]
 
 
 def test_changes_name_the_outermost_replaced_object():
