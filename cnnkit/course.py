@@ -157,19 +157,24 @@ def _locate(root: str | Path | None) -> Path:
     return config
 
 
+def _code_lines(source: str) -> str:
+    """The cell without its comment lines: what it does, which is what must agree."""
+    return "\n".join(line for line in source.strip().split("\n") if not line.lstrip().startswith("#"))
+
+
 def find_copies(root: str | Path | None = None) -> list[Copy]:
     """Every copy of the setting under ``root`` (default: the folder of ``_config.yml``), with what it should be.
-    A notebook whose first code cell is not the install cell counts as a disagreeing copy."""
+    A notebook whose first code cell does not do what the install cell does (comments aside) disagrees."""
     import json
     config = _locate(root)
     repo = read_repository(config)
     root = config.parent
-    cell = install_cell_source(repo)
+    cell = _code_lines(install_cell_source(repo))
     copies: list[Copy] = []
     for nb_path in _notebooks(root):
         first = _first_code_cell(json.loads(nb_path.read_text(encoding="utf-8")))
         src = "".join(first["source"]) if first else ""
-        copies.append(Copy(nb_path.relative_to(root), 0, "install cell", src, cell))
+        copies.append(Copy(nb_path.relative_to(root), 0, "install cell", _code_lines(src), cell))
     for name in TEXT_FILES:
         path = root / name
         if not path.is_file():
