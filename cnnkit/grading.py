@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .checks.guard import prepare
 from .checks import (_CONTEXT, CheckFailed, LearnerError, Rules, TimedOut, call, count_steps, count_torch_ops,
                      describe, expect_call, expect_device, expect_equal, expect_tensor, explain_exception, randint,
                      rng, run_with_timeout)
@@ -182,6 +183,10 @@ def run_question(exercise: Exercise, qid: str, fns: tuple, timeout: float | None
     """
     q = exercise.questions[qid]
     seed = new_seed() if seed is None else seed
+    try:
+        prepare(q.rules)  # one-time imports, outside the tests' time limits
+    except Exception:  # noqa: BLE001 - a failed warm-up only costs time later
+        pass
     problem = _argument_problem(q, fns)
     if problem:
         return _fail_all(exercise.slug, q, problem)
