@@ -27,7 +27,28 @@ _SYS = ("setprofile", "settrace", "getprofile", "gettrace", "displayhook", "_get
 _THREADING = ("setprofile", "settrace")
 
 
+def _torch_dir():
+    torch = sys.modules.get("torch")
+    path = getattr(torch, "__file__", None)
+    return path.rsplit("/", 1)[0].rsplit("\\", 1)[0] if path else None
+
+
+def _unwrap(obj):
+    """Look through wrappers torch puts on its own functions when a submodule is imported (``torch._dynamo``
+    wraps ``torch.manual_seed``): a ``functools.wraps`` wrapper whose code lives inside torch."""
+    where = _torch_dir()
+    for _ in range(5):
+        if not isinstance(obj, types.FunctionType) or where is None:
+            return obj
+        inner = obj.__dict__.get("__wrapped__")
+        if inner is None or not obj.__code__.co_filename.startswith(where):
+            return obj
+        obj = inner
+    return obj
+
+
 def _ident(obj):
+    obj = _unwrap(obj)
     if isinstance(obj, types.MethodType):  # a fresh bound-method object each time: compare what it binds
         return hash((id(obj.__self__), id(obj.__func__))) & 0xFFFFFFFFFFFF
     return id(obj)
@@ -35,6 +56,7 @@ def _ident(obj):
 
 def _add_object(out, name, obj, deep):
     out[name] = _ident(obj)
+    obj = _unwrap(obj)
     code = getattr(obj, "__code__", None)
     if isinstance(code, types.CodeType):
         out[name + ".__code__"] = id(code)

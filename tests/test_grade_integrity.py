@@ -138,3 +138,17 @@ def test_fingerprint_sees_a_patched_module_function_and_a_redefined_check():
     assert changes(base, fingerprint(ns), "x") == []
     ns["check"] = print
     assert [p["name"] for p in namespace_problems(ns, "01_convolution")] == ["check"]
+
+
+def test_torch_wrapping_its_own_functions_is_not_a_patch():
+    import torch
+    base = fingerprint({})
+    real = torch.manual_seed
+    try:
+        import torch._dynamo  # noqa: F401 - wraps torch.manual_seed on import (when it has not been yet)
+        torch.manual_seed = torch._disable_dynamo(real)
+        assert changes(base, fingerprint({}), "x") == []
+        torch.manual_seed = lambda seed: None
+        assert [c["name"] for c in changes(base, fingerprint({}), "x")] == ["torch.manual_seed"]
+    finally:
+        torch.manual_seed = real
