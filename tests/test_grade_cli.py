@@ -132,7 +132,8 @@ def test_full_marks_in_a_sandboxed_kernel(grade, folder, package, capsys):
     code, report = grade("full", nb)
     assert code == GRADED and report["status"] == "graded" and report["exercise"] == SLUG
     assert report["points"] == report["max_points"] > 0 and report["problems"] == []
-    assert report["tampering"] == [] and report["check_cells"] == []
+    assert report["tampering"] == [], report["tampering"]
+    assert report["check_cells"] == [], report["check_cells"]
     assert report["calls"] > 0 and isinstance(report["seed"], int)
     assert report["package"]["root"] == str(package) and len(report["package"]["sha256"]) == 64
     assert f"total: {report['max_points']}/{report['max_points']} points" in capsys.readouterr().out
@@ -153,7 +154,9 @@ def test_untouched_student_notebook_scores_zero_through_the_module_entry_point(f
     assert ok.returncode == GRADED, ok.stdout + ok.stderr
     report = json.loads(out.read_text())
     assert report["points"] == 0 and all(p == 0 for p, _ in points(report).values())
-    assert report["tampering"] == [] and report["check_cells"] == [] and hashes(package) == before
+    assert report["tampering"] == [], report["tampering"]
+    assert report["check_cells"] == [], report["check_cells"]
+    assert hashes(package) == before
     assert "raised NotImplementedError" in report["questions"][FIRST]["tests"][0]["message"]
     assert f"total: 0/{report['max_points']} points" in ok.stdout
 
@@ -167,7 +170,7 @@ def test_crash_midway_and_a_deleted_cell_still_get_a_report(grade):
     code, report = grade("crash", nb)
     assert code == GRADED
     got = points(report)
-    assert got[SECOND][0] == 0 and all(p == m for q, (p, m) in got.items() if q != SECOND)
+    assert got[SECOND][0] == 0 and all(p == m for q, (p, m) in got.items() if q != SECOND), report["problems"]
     assert "is not defined in the notebook" in report["questions"][SECOND]["tests"][0]["message"]
     kinds = [(p["kind"], p["message"].split(":")[0], p["code"]) for p in report["problems"]]
     assert kinds[0] == ("error", "ZeroDivisionError", "1 / 0  # crashes midway")
