@@ -18,7 +18,9 @@ import hashlib
 import os
 import re
 import shutil
+import site
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +211,9 @@ def kernel_env(box: Sandbox, base: dict[str, str] | None = None) -> dict[str, st
     base = dict(os.environ if base is None else base)
     env = {k: v for k, v in base.items() if k in _KEEP or k.startswith(_KEEP_PREFIXES)}
     python_path = [str(box.lib)] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user_site and user_site in sys.path:  # packages installed with --user: the temporary HOME hides them
+        python_path.append(user_site)
     env.update({
         "HOME": str(box.home), "USERPROFILE": str(box.home), "TMPDIR": str(box.tmp), "TEMP": str(box.tmp),
         "TMP": str(box.tmp), "PYTHONPATH": os.pathsep.join(python_path), "PYTHONDONTWRITEBYTECODE": "1",

@@ -154,8 +154,11 @@ class RemoteKernel:
         ])
         found, run = self._json(body, out, timeout)
         id_file = Path(str(out) + ".id")
-        if found is not None and id_file.exists():
-            self.runner_id = int(id_file.read_text())
+        try:
+            if found is not None and id_file.is_file() and not id_file.is_symlink():
+                self.runner_id = int(id_file.read_text())
+        except (OSError, ValueError):
+            found = None
         id_file.unlink(missing_ok=True)
         return found, run
 
