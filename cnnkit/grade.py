@@ -412,7 +412,8 @@ def _grade_in_kernel(nb: Any, slug: str, ex: Any, box: Any, files: tuple, texts:
                       "checked")
             return _all_zero(slug, reason), problems
         names = sorted({n for q in ex.questions.values() for n in q.names})
-        found, run = rk.start(names)
+        rules = [q.rules.to_wire() for q in ex.questions.values() if hasattr(q, "rules")]
+        found, run = rk.start(names, rules)
         if found is None:
             reason = (f"not graded: the grader could not run the notebook's functions in its kernel ({run.status}: "
                       f"{run.ename}: {run.evalue})")

@@ -142,11 +142,14 @@ class RemoteKernel:
                  "if '_cnnkit_grader_' in globals() else []")
         return self._json(f"_cnnkit_r_['probe'](globals(), {self.slug!r}, {str(out)!r}, {extra})", out, timeout)
 
-    def start(self, names: list[str], timeout: float = SETUP_TIMEOUT) -> tuple[dict | None, Any]:
-        """Load the runner and the guard (from the pristine text); return which names the notebook defines."""
+    def start(self, names: list[str], rules: list[dict] = (),
+              timeout: float = SETUP_TIMEOUT) -> tuple[dict | None, Any]:
+        """Load the runner and the guard (from the pristine text), do the guard's one-time set-up for ``rules``
+        (``Rules.to_wire()`` of every question); return which names the notebook defines."""
         out = self._path("names", "json")
         body = "\n".join([
             f"_cnnkit_grader_ = _cnnkit_r_['Runner'](globals(), {self.guard_source!r}, {self.guard_path!r})",
+            f"_cnnkit_grader_.prepare({list(rules)!r})",
             f"_cnnkit_grader_.names({names!r}, {str(out)!r})",
             f"with open({str(out) + '.id'!r}, 'w') as _cnnkit_f_:",
             "    _cnnkit_f_.write(str(id(_cnnkit_grader_)))",
