@@ -337,10 +337,13 @@ def grade_notebook(path: str | Path, exercise: str | None = None, timeout: float
     from jupyter_client.blocking import BlockingKernelClient  # noqa: F401
     from . import grade_integrity as integrity
     from . import grade_remote as remote
-    from .checks import guard  # noqa: F401
+    from .checks import guard
     from .grading import load_exercise
     ex = load_exercise(slug)
     _import_all(["cnnkit.checks", "cnnkit.ops"])  # so no test can lazily import a file the submission forged
+    for q in ex.questions.values():  # the imports the tests' rules need, here too, before the snapshot
+        with contextlib.suppress(Exception):
+            guard.prepare(q.rules)
     root = Path(package_root) if package_root is not None else Path(__file__).resolve().parent
     wrote_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no .pyc of ours in the package
     tampering: list[dict[str, Any]] = []
