@@ -261,8 +261,20 @@ def _(find_kernel):
         _check_kernel(find_kernel, _randn(g, h, w, dtype=dtype), _randn(g, kh, kw, dtype=dtype))
 
 
-# No meta-device test for q3: torch.linalg.lstsq, the natural tool here, has no meta implementation,
-# so the device check would reject valid answers. The kernel comes back with the image's dtype (tested above).
+@q3.test("device: the kernel is made on the image's device", points=1)
+def _(find_kernel):
+    g = rng()
+    x = _randn(g, 7, 9, dtype=torch.float64)
+    y = F.conv2d(x[None, None], _randn(g, 1, 1, 3, 2, dtype=torch.float64))[0, 0]
+    try:
+        expect_device(find_kernel, x, y, 3, 2)
+    except CheckFailed as exc:
+        # torch.linalg.lstsq (and a few other solvers) cannot run on the 'meta' device at all: that says nothing
+        # about the answer, so it passes; any other failure on 'meta' is the answer's own.
+        text = str(exc)
+        if "NotImplementedError" in text and ("Meta" in text or "meta" in text.split("NotImplementedError")[1]):
+            return
+        raise
 
 
 # ------------------------------------------------------------------ q4: what a layer costs
