@@ -38,7 +38,14 @@ import math
 import re
 from typing import Any
 
-__all__ = ["show_quiz", "validate_quiz", "KINDS"]
+__all__ = ["show_quiz", "validate_quiz", "KINDS", "QUIZ_COLORS"]
+
+# jupyterquiz's default colours fail WCAG contrast (white on #009113 is 3.98:1, green feedback on white 4.15:1,
+# white typed digits on a #c0c0c0 box 1.74:1, the #101010 input label on the #392061 box 1.5:1). These pass
+# 4.5:1 on white, on the light panel the site's dark theme puts under HTML outputs (#ced6dd), and under the
+# #fafafa text of an answered button. book/_assets/site.css repeats them for the site.
+QUIZ_COLORS = {"--jq-correct-color": "#0f5f26", "--jq-incorrect-color": "#9b1c1c",
+               "--jq-numeric-input-bg": "#1d1030", "--jq-numeric-input-label": "#fafafa"}
 
 _TYPES = {"multiple_choice", "many_choice", "numeric", "string"}
 KINDS = {"prediction", "recall", "calculation"}   # the optional "kind" of a question (this module's key)
@@ -269,4 +276,5 @@ def show_quiz(questions: list[dict[str, Any]], **kwargs: Any) -> None:
     from jupyterquiz import display_quiz
 
     kwargs.setdefault("shuffle_answers", False)
+    kwargs.setdefault("colors", dict(QUIZ_COLORS))
     display_quiz(for_jupyterquiz(questions), **kwargs)

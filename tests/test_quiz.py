@@ -151,6 +151,26 @@ def test_show_quiz_validates_and_passes_clean_questions(monkeypatch):
     monkeypatch.setattr(jupyterquiz, "display_quiz", fake_display)
     quiz.show_quiz([mc(), num()])
     assert [q.get("kind") for q in seen["questions"]] == [None, None]
-    assert seen["kw"]["shuffle_answers"] is False
+    assert seen["kw"]["shuffle_answers"] is False and seen["kw"]["colors"] == quiz.QUIZ_COLORS
     with pytest.raises(ValueError, match="precision"):
         quiz.show_quiz([mc(), num(precision=0)])
+
+
+def _contrast(a, b):
+    from cnnkit.figstyle import relative_luminance as lum
+    hi, lo = sorted([lum(a), lum(b)], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_quiz_colours_are_readable_and_the_site_uses_the_same():
+    c = quiz.QUIZ_COLORS
+    for name in ("--jq-correct-color", "--jq-incorrect-color"):
+        for background in ("#ffffff", "#ced6dd"):          # page; the dark theme's panel under outputs
+            assert _contrast(c[name], background) >= 4.5, (name, background)
+        assert _contrast(c[name], "#fafafa") >= 4.5         # text of an answered button
+    assert _contrast(c["--jq-numeric-input-bg"], "#fafafa") >= 4.5     # typed digits
+    assert _contrast(c["--jq-numeric-input-label"], "#392061") >= 4.5  # label on the numeric box
+    from pathlib import Path
+    css = (Path(__file__).resolve().parents[1] / "book" / "_assets" / "site.css").read_text()
+    for name, value in c.items():
+        assert f"{name}: {value} !important;" in css, f"site.css must repeat {name}: {value}"

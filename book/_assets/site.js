@@ -39,18 +39,29 @@
     });
   });
 
-  // 3. Tables marked `stack-on-phone` (the runtime page): each cell gets its column's header as
-  //    data-label, which site.css shows in front of the value when the rows stack on a narrow screen.
+  // 3. Tables on phones. Tables marked `stack-on-phone` (the runtime page), and on a narrow screen any
+  //    content table (a DataFrame, a Markdown table) wider than its column, become blocks of "Header: value"
+  //    lines (site.css) instead of running off the screen. Each cell gets its column's header (the last
+  //    header row: a DataFrame's column names) as data-label.
+  function labelTable(table) {
+    var rows = table.querySelectorAll("thead tr");
+    var last = rows.length ? rows[rows.length - 1] : null;
+    var heads = last ? Array.from(last.children).map(function (th) { return th.textContent.trim(); }) : [];
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      Array.from(tr.children).forEach(function (cell, i) {
+        if (!cell.hasAttribute("data-label")) cell.setAttribute("data-label", heads[i] || "");
+      });
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("table.stack-on-phone").forEach(function (table) {
-      var heads = Array.from(table.querySelectorAll("thead th")).map(function (th) {
-        return th.textContent.trim();
-      });
-      table.querySelectorAll("tbody tr").forEach(function (tr) {
-        Array.from(tr.children).forEach(function (td, i) {
-          if (!td.hasAttribute("data-label")) td.setAttribute("data-label", heads[i] || "");
-        });
-      });
+    var narrow = window.matchMedia("(max-width: 600px)").matches;
+    document.querySelectorAll("article table").forEach(function (table) {
+      if (!table.classList.contains("stack-on-phone")) {
+        var box = table.parentElement;
+        if (!narrow || !box || table.getBoundingClientRect().width <= box.clientWidth + 1) return;
+        table.classList.add("stack-on-phone");
+      }
+      labelTable(table);
     });
   });
 
@@ -87,6 +98,8 @@
   //    aria-label "Search" hides its visible text "Search Ctrl+K" from speech input, and the colour-mode
   //    button's icons carry titles ("Light", "Dark") that count as its text. Let the visible text name the
   //    search field, and hide the decorative icons.
+  //    Also: the sidebar's fold buttons (<summary> with only an icon) get a name; the bibliography's
+  //    entries use the role a list needs (sphinxcontrib-bibtex writes the deprecated doc-biblioentry).
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".search-button-field[aria-label]").forEach(function (b) {
       b.removeAttribute("aria-label");
@@ -95,5 +108,40 @@
       i.removeAttribute("title");
       i.setAttribute("aria-hidden", "true");
     });
+    document.querySelectorAll("summary").forEach(function (sm) {
+      if (sm.textContent.trim() || sm.hasAttribute("aria-label")) return;
+      var item = sm.closest("li");
+      var link = item && item.querySelector(":scope > a");
+      sm.setAttribute("aria-label", link ? "Sections of " + link.textContent.trim() : "Show more");
+    });
+    document.querySelectorAll('[role="list"] > [role="doc-biblioentry"]').forEach(function (el) {
+      el.setAttribute("role", "listitem");
+    });
+  });
+
+  // 6. Quizzes (jupyterquiz) and widget sliders (ipywidgets) render after the page loads and leave form
+  //    fields without a name (axe "label", critical; "aria-input-field-name", serious): tie the quiz's
+  //    "Type numeric answer here" label to its input, and name each slider after its description.
+  function nameFields(root) {
+    root.querySelectorAll(".Quiz input.Input-text").forEach(function (input) {
+      var label = input.parentElement && input.parentElement.querySelector("label.InpLabel");
+      if (label && input.id && !label.htmlFor) label.htmlFor = input.id;
+      if (!label && !input.hasAttribute("aria-label")) input.setAttribute("aria-label", "Your answer");
+    });
+    root.querySelectorAll('[role="slider"]:not([aria-label])').forEach(function (handle) {
+      var box = handle.closest(".widget-slider, .widget-inline-hbox, .jupyter-widgets");
+      var label = box && box.querySelector(".widget-label");
+      var text = label && label.textContent.trim();
+      handle.setAttribute("aria-label", text || "slider");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    nameFields(document);
+    var pending = false;
+    new MutationObserver(function () {
+      if (pending) return;
+      pending = true;
+      setTimeout(function () { pending = false; nameFields(document); }, 50);
+    }).observe(document.body, { childList: true, subtree: true });
   });
 })();

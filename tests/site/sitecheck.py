@@ -371,7 +371,9 @@ _LAYOUT_JS = r"""() => {
     if (cell) {
       const cells = Array.from(art.querySelectorAll('.cell'));
       const part = el.closest('.cell_input') ? 'input' : (el.closest('.cell_output') ? 'output' : 'cell');
-      return `cell ${cells.indexOf(cell) + 1} ${part}`;
+      const code = cell.querySelector('.cell_input pre');
+      const first = code ? code.innerText.split('\n')[0].trim().slice(0, 40) : '';
+      return `cell ${cells.indexOf(cell) + 1} ${part}` + (first ? ` (code starts ${JSON.stringify(first)})` : '');
     }
     const sec = el.closest('section');
     const h = sec && sec.querySelector('h1, h2, h3');
@@ -473,9 +475,11 @@ def run_axe(p, v: Visit) -> None:
     p.add_script_tag(path=str(AXE_JS))
     options = {"resultTypes": ["violations"]}
     v.axe = _axe_run(p, options)
+    # No colour transitions: axe must see the dark theme's final colours, not a mix half-way.
+    p.add_style_tag(content="*, *::before, *::after { transition: none !important; }")
     p.evaluate("""() => { document.documentElement.dataset.theme = 'dark';
                           document.documentElement.dataset.mode = 'dark'; }""")
-    p.wait_for_timeout(200)
+    p.wait_for_timeout(300)
     v.axe_dark = _axe_run(p, {**options, "runOnly": {"type": "rule", "values": ["color-contrast"]}})
     p.evaluate("""() => { document.documentElement.dataset.theme = 'light';
                           document.documentElement.dataset.mode = 'light'; }""")
