@@ -90,9 +90,11 @@ def _scene(g: ConvGeometry) -> tuple[list[tuple], float, float]:
                            COLORS["line"], 0.5, ""))
     shapes.append(("text", x0, 0.9, f"output {m}×{m}", 0.55, "start"))
     width = x0 + max(m, 6)
-    height = top + max(n, m) + 1.6
-    shapes.append(("text", 0, height - 0.5,
-                   f"k={g.kernel} p={p} s={g.stride} d={g.dilation}:  {g.formula()}", 0.55, "start"))
+    height = top + max(n, m) + 2.4
+    # Two short lines rather than one long one: the static figure puts two of these side by side in the
+    # 6.9 in column, and the formula must stay inside its own panel.
+    shapes.append(("text", 0, height - 1.3, f"k={g.kernel} p={p} s={g.stride} d={g.dilation}", 0.55, "start"))
+    shapes.append(("text", 0, height - 0.4, g.formula(), 0.55, "start"))
     return shapes, width, height
 
 
@@ -154,11 +156,18 @@ def conv_geometry_figure(configs: list[dict] | None = None, input_size: int = 7,
     Returns the figure."""
     import matplotlib.pyplot as plt
 
+    from .figstyle import FULL_WIDTH_IN
+
     configs = configs or [dict(kernel=3), dict(kernel=3, padding=1), dict(kernel=3, padding=1, stride=2),
                           dict(kernel=3, dilation=2, out_pixel=(1, 1))]
     ncols = ncols or min(len(configs), 2)
+    if not 1 <= ncols <= 2:
+        raise ValueError(f"ncols={ncols}: at most 2 panels side by side fit the site's column with legible "
+                         "labels; more panels go into more rows")
     nrows = -(-len(configs) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    # Sized for the site's content column (cnnkit.figstyle): shown 1:1 at 1280 px, labels at 8 pt.
+    width = FULL_WIDTH_IN if ncols == 2 else FULL_WIDTH_IN * 0.6
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.2 * nrows), squeeze=False)
     for ax in axes.ravel()[len(configs):]:
         ax.set_axis_off()
     for ax, cfg in zip(axes.ravel(), configs):

@@ -92,3 +92,17 @@ def test_error_message_uses_the_page_text_colour():
     e = conv_explorer(input_size=5, kernel=3, padding=0)
     e.kernel.value = 7
     assert "color:inherit" in e.view.value and "max-width:min(560px, 100%)" in e.view.value
+
+
+def test_static_figure_fits_the_site_column_legibly():
+    """Issue 11: the geometry figure was 10.4 in wide and shown at 0.67 of its size (titles ~5 px)."""
+    import matplotlib.pyplot as plt
+
+    from cnnkit.figstyle import check_legible
+
+    fig = conv_geometry_figure()
+    check_legible(fig)                       # <= 8.6 in wide once cropped, no text under 8 pt
+    assert fig.get_figwidth() <= 6.9
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at most 2 panels side by side"):
+        conv_geometry_figure(ncols=4)
