@@ -6,6 +6,8 @@ The environment variable ``CNNKIT_PROFILE`` (``quick`` or ``full``) overrides th
 """
 from __future__ import annotations
 
+import textwrap
+
 import os
 from typing import Any
 
@@ -54,5 +56,7 @@ def settings(
         chosen.update(full)
     if verbose:
         shown = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
-        print(f"Profile '{profile}': {shown}")
+        # wrapped to 78 characters, the width of the site's code column
+        print(textwrap.fill(f"Profile '{profile}': {shown}", width=78, subsequent_indent="  ",
+                            break_long_words=False, break_on_hyphens=False))
     return chosen

@@ -120,15 +120,15 @@ def fit(model: nn.Module, train_loader: Iterable, loss_fn: Callable, optimizer: 
         history.epoch_time.append(time.perf_counter() - t0)
         history.train_loss.append(total_loss / max(count, 1))
         history.train_acc.append(correct / max(count, 1))
-        line = (f"epoch {epoch + 1:3d}  loss {history.train_loss[-1]:.4f}  "
-                f"train acc {history.train_acc[-1]:.3f}")
+        line = (f"epoch {epoch + 1:2d}  train loss {history.train_loss[-1]:.3f} "
+                f"acc {history.train_acc[-1]:.3f}")
         if eval_loader is not None:
             test_loss, test_acc = evaluate(model, eval_loader, loss_fn, device)
             history.test_loss.append(test_loss)
             history.test_acc.append(test_acc)
-            line += f"  test loss {test_loss:.4f}  test acc {test_acc:.3f}"
-        if verbose:
-            print(line + f"  ({history.epoch_time[-1]:.1f} s)")
+            line += f"  test loss {test_loss:.3f} acc {test_acc:.3f}"
+        if verbose:  # at most 78 characters: the width of the site's code column
+            print(line + f"  {history.epoch_time[-1]:.1f} s")
         if callback is not None:
             callback(epoch, history)
     return history

@@ -109,7 +109,7 @@ def test_fit_records_eval_and_continues_history(capsys):
     h = fit(model, data.make_loader(train, 64, True), nn.CrossEntropyLoss(), opt, 2,
             eval_loader=data.make_loader(test, 256), progress=False)
     assert h.epochs == 2 and len(h.test_acc) == 2 and len(h.epoch_time) == 2
-    assert "epoch   2" in capsys.readouterr().out
+    assert "epoch  2" in capsys.readouterr().out
     fit(model, data.make_loader(train, 64, True), nn.CrossEntropyLoss(), opt, 1, history=h, verbose=False,
         progress=False)
     assert h.epochs == 3 and isinstance(h, History)
