@@ -43,10 +43,13 @@ def _silu_slope(x: torch.Tensor) -> torch.Tensor:
 def _slope_hint(x: torch.Tensor):
     s = torch.sigmoid(x)
     candidates = [
-        (s, "that is only the first term of the product rule: d/dx [x * s(x)] = s(x) + x * s'(x)."),
-        (s * (1 - s), "that is the sigmoid's own slope; silu(x) = x * s(x) needs the product rule."),
-        (s + x * s, "the second term needs the sigmoid's slope s'(x) = s(x) * (1 - s(x)), not s(x)."),
-        (s + s * (1 - s), "the product rule gives s(x) + x * s'(x): the x in the second term is missing."),
+        (s, "sigmoid(x), only the first term of the product rule: d/dx [x * s(x)] = s(x) + x * s'(x)."),
+        (s * (1 - s), "the sigmoid's own slope s(x) * (1 - s(x)); silu(x) = x * s(x) needs the product "
+                      "rule."),
+        (s + x * s, "s(x) + x * s(x): the second term needs the sigmoid's slope s'(x) = s(x) * (1 - s(x)), "
+                    "not s(x)."),
+        (s + s * (1 - s), "s(x) + s'(x): the product rule gives s(x) + x * s'(x), so the factor x is "
+                          "missing."),
     ]
 
     def hint(got):
@@ -251,11 +254,12 @@ def _check_ce(cross_entropy, z, y, where: str) -> None:
         got = call(cross_entropy, z, y)
     except LearnerError as exc:
         hint = ""
-        if "one_hot" in str(exc) or "size of tensor" in str(exc) or "must match" in str(exc):
+        lacks_last = len(y) > 0 and int(y.max()) < z.shape[1] - 1
+        if lacks_last and ("one_hot" in str(exc) or "size of tensor" in str(exc) or "must match" in str(exc)):
             hint = (" Hint: this batch never contains the last class, so F.one_hot(targets) has too few "
                     "columns; pass num_classes=logits.shape[1], or pick the target entries by indexing.")
-        raise CheckFailed(f"{where}: `{exc.call}` raised {exc.error.type_name}: {exc.error.message}{hint}") \
-            from None
+        msg = exc.error.message.rstrip(".")
+        raise CheckFailed(f"{where}: `{exc.call}` raised {exc.error.type_name}: {msg}.{hint}") from None
     want = F.cross_entropy(z, y)
     if isinstance(got, torch.Tensor) and got.dim() != 0:
         raise CheckFailed(f"{where}: cross_entropy returned shape {tuple(got.shape)}; return the mean over the "
