@@ -41,11 +41,11 @@ from typing import Any
 __all__ = ["show_quiz", "validate_quiz", "KINDS", "QUIZ_COLORS"]
 
 # jupyterquiz's default colours fail WCAG contrast (white on #009113 is 3.98:1, green feedback on white 4.15:1,
-# white typed digits on a #c0c0c0 box 1.74:1, the #101010 input label on the #392061 box 1.5:1). These pass
-# 4.5:1 on white, on the light panel the site's dark theme puts under HTML outputs (#ced6dd), and under the
-# #fafafa text of an answered button. book/_assets/site.css repeats them for the site.
+# white typed digits on a #c0c0c0 box 1.74:1). These pass 4.5:1 on white, on the light panel the site's dark
+# theme puts under HTML outputs (#ced6dd), and under the #fafafa text of an answered button or typed answer.
+# book/_assets/site.css repeats them for the site.
 QUIZ_COLORS = {"--jq-correct-color": "#0f5f26", "--jq-incorrect-color": "#9b1c1c",
-               "--jq-numeric-input-bg": "#1d1030", "--jq-numeric-input-label": "#fafafa"}
+               "--jq-numeric-input-bg": "#1d1030"}
 
 _TYPES = {"multiple_choice", "many_choice", "numeric", "string"}
 KINDS = {"prediction", "recall", "calculation"}   # the optional "kind" of a question (this module's key)

@@ -82,7 +82,8 @@
   }
   window.siteTexToText = texToText;   // for the browser test
   function patchSearch() {
-    if (!window.Search || !Search.htmlToText || Search.__siteMath) return;
+    // searchtools.js declares `const Search`: a global binding, but not a property of window.
+    if (typeof Search === "undefined" || !Search.htmlToText || Search.__siteMath) return;
     var original = Search.htmlToText;
     Search.htmlToText = function (htmlString, anchor) {
       var doc = new DOMParser().parseFromString(htmlString, "text/html");
@@ -109,7 +110,13 @@
       i.setAttribute("aria-hidden", "true");
     });
     document.querySelectorAll("summary").forEach(function (sm) {
-      if (sm.textContent.trim() || sm.hasAttribute("aria-label")) return;
+      var text = sm.textContent.replace(/\s+/g, " ").trim();
+      // myst-nb's folded cells: aria-label "Toggle hidden content" hides the visible "Show code cell source"
+      if (text && sm.hasAttribute("aria-label") && sm.getAttribute("aria-label").indexOf(text) < 0) {
+        sm.removeAttribute("aria-label");
+        return;
+      }
+      if (text || sm.hasAttribute("aria-label")) return;
       var item = sm.closest("li");
       var link = item && item.querySelector(":scope > a");
       sm.setAttribute("aria-label", link ? "Sections of " + link.textContent.trim() : "Show more");

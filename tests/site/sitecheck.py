@@ -473,6 +473,9 @@ def run_axe(p, v: Visit) -> None:
     if not AXE_JS.is_file():
         return
     p.add_script_tag(path=str(AXE_JS))
+    # Steady state: no hover (the quiz clicks leave the mouse over whatever scrolled under it) and no focus.
+    p.mouse.move(0, 0)
+    p.evaluate("() => document.activeElement && document.activeElement.blur && document.activeElement.blur()")
     options = {"resultTypes": ["violations"]}
     v.axe = _axe_run(p, options)
     # No colour transitions: axe must see the dark theme's final colours, not a mix half-way.
