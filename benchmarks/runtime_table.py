@@ -190,7 +190,8 @@ def render_page(cpu: tuple[dict, list[NotebookRun]] | None, gpu: tuple[dict, lis
             rows = []
             for r in group:
                 fine = within_budget(r) if check else r.status == "ok"
-                ok = "✅" if fine else "❌ " + (r.status if r.status != "ok" else "over budget")
+                # Words, not ✅/❌: they read the same in every font and to a screen reader.
+                ok = "yes" if fine else "**no**: " + (r.status if r.status != "ok" else "over budget")
                 row = [_doc_link(r), fmt_s(r.wall_s), fmt_s(r.cpu_s), fmt_mb(r.peak_rss_mb), ok]
                 if gpu:
                     g = gpu_runs.get(r.path)
@@ -198,7 +199,7 @@ def render_page(cpu: tuple[dict, list[NotebookRun]] | None, gpu: tuple[dict, lis
                 rows.append(row)
             caption = f"{label}" + (f" (budget {fmt_s(BUDGETS_S[kind])} each)" if check else "")
             out += _table(caption, head, align, rows)
-        total_ok = ("within" if total_s(runs) <= TOTAL_BUDGET_S else "❌ over") if check else ""
+        total_ok = ("within" if total_s(runs) <= TOTAL_BUDGET_S else "**over**") if check else ""
         budget = f" ({total_ok} the budget of {fmt_s(TOTAL_BUDGET_S)})" if check else ""
         out += [f"**Total ({len(runs)} notebooks):** {fmt_s(total_s(runs))} of wall time{budget}, "
                 f"{fmt_s(sum(r.cpu_s for r in runs))} of CPU time; the largest peak memory was "

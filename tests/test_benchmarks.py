@@ -107,10 +107,10 @@ def test_page_table_marks_budgets_and_total():
     page = rt.render_page((MACHINE, runs))
     rows = [line for line in page.splitlines() if line.startswith("| ")]
     assert rows[0] == "| Notebook | Wall time | CPU time | Peak memory | Within budget? |"
-    assert rows[1] == "| {doc}`1. A \\| b </chapters/01_a>` | 95 s | 95 s | 700 MiB | ✅ |"
-    assert rows[2].endswith("| 3 min 20 s | 3 min 20 s | 700 MiB | ❌ over budget |")
+    assert rows[1] == "| {doc}`1. A \\| b </chapters/01_a>` | 95 s | 95 s | 700 MiB | yes |"
+    assert rows[2].endswith("| 3 min 20 s | 3 min 20 s | 700 MiB | **no**: over budget |")
     assert rows[3] == rows[0] and rows[4].startswith("| {doc}`T </exercises/01_a>` | 12 s |")
-    assert "1.46 GiB" in rows[4] and rows[4].endswith("| ✅ |")
+    assert "1.46 GiB" in rows[4] and rows[4].endswith("| yes |")
     assert ":::{table} Chapters (budget 3 min each)" in page and "Exercise notebooks (budget 30 s each)" in page
     assert "**Total (3 notebooks):** 5 min 7 s of wall time (within the budget of 15 min)" in page
     assert "GPU run times: not yet measured." in page
