@@ -215,7 +215,7 @@ def test_the_measurements_catch_known_defects(context, base_url):
     assert not alt_text_ok("_images/ab12.png", "_images/ab12.png") and alt_text_ok("Loss falls with epochs")
 
 
-def test_axe_core_is_vendored_not_fetched():
+def test_axe_core_is_vendored_not_fetched(base_url):
     assert AXE_JS.is_file(), f"{AXE_JS} missing: run `make vendor`"
     assert not (SITE_DIR / "_static" / "vendor" / "axe-core").exists(), "axe-core is for the test, not the site"
 
