@@ -7,8 +7,17 @@ extension registers after the HTML builder started twice: once as the builder's 
 equal. sphinx-thebe registers `const THEBE_JS_URL = ...` that way, so every page declared it twice and the
 browser logged "Identifier 'THEBE_JS_URL' has already been declared" (sphinx-togglebutton's
 `var togglebuttonSelector` was doubled too, silently). Here each page's script list is de-duplicated.
+
+Stale static files. Sphinx copies `html_static_path` only while it writes pages; when no page is out of date
+("no targets are out of date") it writes nothing and copies nothing, so an edited book/_assets/site.css or
+site.js silently kept its old copy in `_build/html/_static`. Here outdated copies are refreshed at the start
+of every build.
 """
 from __future__ import annotations
+
+import filecmp
+import shutil
+from pathlib import Path
 
 
 def _key(js) -> tuple:
@@ -29,6 +38,21 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
         files[:] = keep
 
 
+def refresh_static_files(app) -> None:
+    out = Path(app.outdir) / "_static"
+    if app.builder.format != "html" or not out.is_dir():
+        return
+    for entry in app.config.html_static_path:
+        src_root = Path(app.confdir) / entry
+        if not src_root.is_dir():
+            continue
+        for src in src_root.rglob("*"):
+            dest = out / src.relative_to(src_root)
+            if src.is_file() and dest.is_file() and not filecmp.cmp(src, dest, shallow=False):
+                shutil.copy2(src, dest)
+
+
 def setup(app):
+    app.connect("builder-inited", refresh_static_files)
     app.connect("html-page-context", dedupe_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
