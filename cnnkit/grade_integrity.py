@@ -212,7 +212,7 @@ def kernel_env(box: Sandbox, base: dict[str, str] | None = None) -> dict[str, st
     env = {k: v for k, v in base.items() if k in _KEEP or k.startswith(_KEEP_PREFIXES)}
     python_path = [str(box.lib)] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
     user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-    if user_site and user_site in sys.path:  # packages installed with --user: the temporary HOME hides them
+    if user_site and os.path.isdir(user_site):  # packages installed with --user: the temporary HOME hides them
         python_path.append(user_site)
     env.update({
         "HOME": str(box.home), "USERPROFILE": str(box.home), "TMPDIR": str(box.tmp), "TEMP": str(box.tmp),

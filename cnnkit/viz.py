@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .train import History
+from .figstyle import FULL_WIDTH_IN
 
 __all__ = ["show_image", "show_images", "plot_kernels", "plot_feature_maps", "plot_history"]
 
@@ -40,6 +41,7 @@ def show_image(img, ax=None, title: str | None = None, cmap: str = "gray", **ims
 def _grid(n: int, ncols: int | None, fig, cell: float = 1.2):
     ncols = ncols or min(n, 8)
     nrows = math.ceil(n / ncols)
+    cell = min(cell, FULL_WIDTH_IN / ncols)  # the whole grid fits the site's column at full size
     if fig is None:
         fig = plt.figure(figsize=(cell * ncols, cell * nrows + 0.3))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
@@ -109,7 +111,7 @@ def plot_history(histories: History | dict[str, History], axes=None, title: str 
     if isinstance(histories, History):
         histories = {"": histories}
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 3.0))
     fig = axes[0].figure
     for i, (label, h) in enumerate(histories.items()):
         color = f"C{i}"
