@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnkit.experiments import mean_sd, over_seeds, paired_difference
+from cnnkit.experiments import mean_sd, over_seeds, paired_ci, paired_difference
 
 
 def test_over_seeds_seeds_each_run_and_repeats():
@@ -20,3 +20,10 @@ def test_summaries():
     assert mean == pytest.approx(0.0) and sd == pytest.approx(0.1)
     with pytest.raises(ValueError):
         paired_difference([1.0], [2.0])
+
+
+def test_paired_ci_uses_the_t_distribution():
+    mean, low, high = paired_ci([0.9, 0.8, 0.7], [0.8, 0.8, 0.8])
+    assert mean == pytest.approx(0.0) and low == pytest.approx(-0.2484, abs=1e-3) and high == pytest.approx(0.2484, abs=1e-3)
+    mean, low, high = paired_ci([0.95, 0.96, 0.94, 0.95, 0.97], [0.6, 0.7, 0.5, 0.8, 0.6])
+    assert low > 0
