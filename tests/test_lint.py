@@ -29,13 +29,20 @@ _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
 def fenced_code(text: str, first_line: int = 1):
     """(line number, line) of every line inside fenced code blocks of Markdown ``text`` (not math,
     not directives other than code: ```{code-cell}, ```{code-block} and ```python count)."""
-    inside, fence = False, ""
+    inside, fence, skipping = False, "", ""
     for n, line in enumerate(text.splitlines(), first_line):
         m = _FENCE.match(line)
+        if skipping:  # inside a prose directive fenced with backticks (```{note}): its text wraps, skip it
+            if m and m.group(2).startswith(skipping[0]) and len(m.group(2)) >= len(skipping) \
+                    and not m.group(3).strip():
+                skipping = ""
+            continue
         if not inside and m:
             info = m.group(3).strip()
             if info == "" or not info.startswith("{") or info.startswith(("{code", "{literalinclude")):
                 inside, fence = True, m.group(2)
+            else:
+                skipping = m.group(2)
             continue
         if inside and m and m.group(2).startswith(fence[0]) and len(m.group(2)) >= len(fence) \
                 and not m.group(3).strip():
@@ -118,3 +125,9 @@ def test_the_lint_finds_long_lines(tmp_path, monkeypatch):
     md = tmp_path / "page.md"
     md.write_text(f"# T\n\n{long}\n\n:::{{admonition}} S\n:class: dropdown\n\n```python\n{long}\n```\n:::\n")
     assert [f.split(": ", 1)[1][:7] for f in long_lines_in_markdown(md)] == ["line 9:"]
+
+
+def test_a_prose_directive_fenced_with_backticks_is_not_code():
+    text = "```{note}\n" + "x" * 100 + "\n```\n\n| a long table row " + "y" * 90 + " |\n```python\n" + \
+        "z" * 90 + "\n```\n"
+    assert [n for n, _ in fenced_code(text)] == [7]
