@@ -20,8 +20,21 @@ def glue(name: str, value: Any, display: bool = True) -> None:
     """Name ``value`` for the page's prose (myst-nb) and show it when ``display`` is true."""
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"glue names are identifiers like 'test_acc' (used as {{glue:text}}`name`); got {name!r}")
+    value = _plain(value)
     if _myst_glue is not None:
         _myst_glue(name, value, display=display)
     elif display:
         from IPython.display import display as _show
         _show(value)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and one-element tensors as Python numbers: myst-nb formats ``{glue:text}`x:.1%``` by parsing
+    the value's text, and NumPy 2 writes ``np.float64(0.5)``, which it cannot parse."""
+    item = getattr(value, "item", None)
+    size = getattr(value, "size", None)
+    numel = getattr(value, "numel", None)
+    if callable(item) and (size == 1 or size == () or (callable(numel) and numel() == 1)) and \
+            type(value).__module__.split(".")[0] in ("numpy", "torch"):
+        return item()
+    return value

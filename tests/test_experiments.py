@@ -27,3 +27,10 @@ def test_paired_ci_uses_the_t_distribution():
     assert mean == pytest.approx(0.0) and low == pytest.approx(-0.2484, abs=1e-3) and high == pytest.approx(0.2484, abs=1e-3)
     mean, low, high = paired_ci([0.95, 0.96, 0.94, 0.95, 0.97], [0.6, 0.7, 0.5, 0.8, 0.6])
     assert low > 0
+
+
+def test_glue_stores_numpy_and_torch_scalars_as_python_numbers():
+    from cnnkit.book import _plain
+    assert repr(_plain(np.float64(0.5))) == "0.5" and repr(_plain(np.int64(3))) == "3"
+    assert _plain(torch.tensor(2.5)) == 2.5 and isinstance(_plain(torch.tensor(2.5)), float)
+    assert _plain("text") == "text" and isinstance(_plain(np.zeros(3)), np.ndarray)
