@@ -288,7 +288,7 @@ class Checker:
             mark = "✅" if t.passed else "❌"
             lines.append(f"  {mark} {t.name} ({t.points}/{t.max_points})")
             if t.message:
-                lines.append(textwrap.fill(t.message, width=100, initial_indent="     ", subsequent_indent="     ",
+                lines.append(textwrap.fill(t.message, width=78, initial_indent="     ", subsequent_indent="     ",
                                            break_long_words=False, break_on_hyphens=False))
         n = len(self.exercise.questions) if self.exercise else 0
         lines.append(f"  {r.question}: {r.points}/{r.max_points} points · score so far: {self.points}/"

@@ -26,31 +26,39 @@ def _check(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> None:
                          f"{tuple(gamma.shape)} and {tuple(beta.shape)}.")
 
 
-def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor,
-               running_var: torch.Tensor, training: bool, momentum: float = 0.1, eps: float = 1e-5
+def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+               running_mean: torch.Tensor, running_var: torch.Tensor,
+               training: bool, momentum: float = 0.1, eps: float = 1e-5
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(y, new_running_mean, new_running_var)`` for ``x (B, C, H, W)``; inputs are left unchanged.
+    """``(y, new_running_mean, new_running_var)`` for ``x (B, C, H, W)``.
 
-    Training: ``y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta`` per channel, with the batch's mean and
-    biased variance; the running estimates move ``momentum`` of the way towards the batch's mean and unbiased
-    variance. Evaluation: the running estimates replace the batch statistics and are returned unchanged.
+    Training: ``y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta`` per
+    channel, with the batch's mean and biased variance; the running estimates
+    move ``momentum`` of the way towards the batch's mean and unbiased
+    variance. Evaluation: the running estimates replace the batch statistics
+    and are returned unchanged. The inputs are left unchanged.
     """
     _check(x, gamma, beta)
     if training:
         n = x.numel() // x.shape[1]  # values per channel: B * H * W
         if n < 2:
-            raise ValueError("batch_norm in training mode needs more than one value per channel (B*H*W > 1), "
-                             "as nn.BatchNorm2d does; use a bigger batch or evaluation mode.")
-        mean = x.mean(dim=(0, 2, 3))  # (C,)
-        var = x.var(dim=(0, 2, 3), unbiased=False)  # (C,), used to normalise
-        unbiased = var * n / (n - 1)  # what PyTorch keeps in the running estimate
+            raise ValueError(
+                "batch_norm in training mode needs more than one value per "
+                "channel (B*H*W > 1), as nn.BatchNorm2d does; use a bigger "
+                "batch or evaluation mode.")
+        mean = x.mean(dim=(0, 2, 3))                 # (C,)
+        var = x.var(dim=(0, 2, 3), unbiased=False)   # (C,), to normalise
+        unbiased = var * n / (n - 1)  # what PyTorch keeps as running var
         new_mean = (1 - momentum) * running_mean + momentum * mean.detach()
-        new_var = (1 - momentum) * running_var + momentum * unbiased.detach()
+        new_var = ((1 - momentum) * running_var
+                   + momentum * unbiased.detach())
     else:
-        mean, var, new_mean, new_var = running_mean, running_var, running_mean, running_var
+        mean, var = running_mean, running_var
+        new_mean, new_var = running_mean, running_var
     shape = (1, -1, 1, 1)  # broadcast per channel
     x_hat = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
-    return gamma.reshape(shape) * x_hat + beta.reshape(shape), new_mean, new_var
+    y = gamma.reshape(shape) * x_hat + beta.reshape(shape)
+    return y, new_mean, new_var
 
 
 def batch_norm_backward(x: torch.Tensor, gamma: torch.Tensor, grad_y: torch.Tensor, eps: float = 1e-5
