@@ -294,7 +294,7 @@ class Checker:
         lines.append(f"  {r.question}: {r.points}/{r.max_points} points · score so far: {self.points}/"
                      f"{self.max_points} points ({len(self.results)} of {n} questions checked)")
         if r.seed is not None:
-            lines.append(f"  (random cases drawn with seed {r.seed}: CNNKIT_CHECK_SEED={r.seed} repeats them)")
+            lines.append(f"  (random cases: seed {r.seed}; CNNKIT_CHECK_SEED={r.seed} repeats them)")
         print("\n".join(lines))
 
     def summary(self) -> None:
