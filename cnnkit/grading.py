@@ -286,7 +286,9 @@ class Checker:
         lines = [f"{r.question} · {r.title}" if r.title else r.question]
         for t in r.tests:
             mark = "✅" if t.passed else "❌"
-            lines.append(f"  {mark} {t.name} ({t.points}/{t.max_points})")
+            lines.append(textwrap.fill(f"{mark} {t.name} ({t.points}/{t.max_points})", width=76,
+                                       initial_indent="  ", subsequent_indent="     ",
+                                       break_long_words=False, break_on_hyphens=False))
             if t.message:
                 lines.append(textwrap.fill(t.message, width=78, initial_indent="     ", subsequent_indent="     ",
                                            break_long_words=False, break_on_hyphens=False))
