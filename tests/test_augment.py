@@ -56,3 +56,19 @@ def test_random_affine_draws_per_image_and_repeats_with_a_seed():
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_every_bundled_photo_loads_with_the_network_blocked(monkeypatch):
+    """Chapter 7 shows its transforms on cnnkit.data.photo(...): every name in PHOTOS must load offline."""
+    import socket
+
+    from cnnkit.data import PHOTOS, photo
+
+    def refuse(*args, **kwargs):
+        raise OSError("network blocked by the test")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for name in PHOTOS:
+        img = photo(name, size=32)
+        assert img.dim() == 3 and img.shape[0] == 3 and min(img.shape[1:]) == 32, name
+        assert -1e-4 <= img.min() and img.max() <= 1 + 1e-4, name   # resizing rounds a hair past 1
