@@ -14,6 +14,7 @@ needed, where to put it, and what to use instead.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
@@ -112,7 +113,7 @@ def load_or_train(name: str, build_fn: Callable[[], nn.Module], train_fn: Callab
         problem = _try_load(path, model)
         if problem is None:
             if verbose:
-                print(f"cnnkit.hub: loaded {name!r} from {path} (SHA-256 verified)")
+                print(f"cnnkit.hub: loaded {name!r} (SHA-256 verified) from\n  {path}")
             return model.eval()
         if on_corrupt == "raise":
             raise CheckpointError(f"{path} {problem}. Delete it (and {path.name}.sha256) to train it again, "
@@ -158,10 +159,15 @@ def imagenet_model(arch: str = "resnet18", weights: str = "DEFAULT", timeout: fl
 
     w = imagenet_weights(arch, weights)
     target = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+    cached = target.exists()
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
     try:
-        return models.get_model(arch, weights=w)
+        with contextlib.redirect_stdout(io.StringIO()):  # torch.hub prints a long "Downloading: ..." line
+            model = models.get_model(arch, weights=w)
+        if not cached:
+            print(f"cnnkit.hub: downloaded {w.url} to {target}")
+        return model
     except Exception as exc:  # noqa: BLE001 - URLError, socket errors, HTTP errors, partial files
         reason = f"{type(exc).__name__}: {exc}"
         raise WeightsUnavailableError(
