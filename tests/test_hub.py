@@ -142,3 +142,19 @@ def test_imagenet_weights_meta_and_bad_names():
         hub.imagenet_model("resnet9000")
     with pytest.raises(ValueError, match="has no weights"):
         hub.imagenet_weights("resnet18", "IMAGENET1K_V9")
+
+
+def test_imagenet_online_path_returns_the_model(monkeypatch, capsys):
+    import torchvision.models
+
+    made = nn.Linear(2, 2)
+    calls = []
+
+    def fake_get_model(arch, weights):
+        calls.append((arch, weights))
+        return made
+
+    monkeypatch.setattr(torchvision.models, "get_model", fake_get_model)
+    assert hub.imagenet_model("resnet18", "IMAGENET1K_V1") is made
+    assert calls == [("resnet18", hub.imagenet_weights("resnet18"))]
+    assert "downloaded https://download.pytorch.org/models/resnet18" in capsys.readouterr().out
