@@ -72,29 +72,32 @@ def _leaf_modules(model: nn.Module) -> list[nn.Module]:
             or isinstance(m, nn.MultiheadAttention)]
 
 
-def _tensor_bytes(out: object) -> int:
+def _tensors(out: object) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
-        return out.numel() * out.element_size()
+        return [out]
     if isinstance(out, (tuple, list)):
-        return sum(_tensor_bytes(o) for o in out)
+        return [t for o in out for t in _tensors(o)]
     if isinstance(out, dict):
-        return sum(_tensor_bytes(o) for o in out.values())
-    return 0
+        return [t for o in out.values() for t in _tensors(o)]
+    return []
 
 
 def activation_bytes(model: nn.Module, shape: tuple[int, ...] = (1, 3, 224, 224)) -> int:
-    """Bytes of all tensors returned by the leaf modules in one forward pass on an input of ``shape``.
+    """Bytes of the distinct tensors returned by the leaf modules in one forward pass on an input of ``shape``.
 
-    A module called twice (a shared ReLU) counts twice, once per call, as a backward pass would need.
-    Functional operations between modules (``x + identity``, ``torch.cat``) are not counted.
+    An output that shares memory with one counted before (an in-place ReLU, a ``Flatten`` view) is not counted
+    again. Functional operations between modules (``x + identity``, ``torch.cat``) are not counted.
     """
     model = _check_model(model)
     x = _input(model, shape)
-    total = 0
+    seen: dict[int, int] = {}
+    kept: list[torch.Tensor] = []          # hold the outputs so their memory is not reused during the pass
 
     def hook(_module, _inputs, output):
-        nonlocal total
-        total += _tensor_bytes(output)
+        for t in _tensors(output):
+            kept.append(t)
+            key = t.untyped_storage().data_ptr()
+            seen[key] = max(seen.get(key, 0), t.numel() * t.element_size())
 
     handles = [m.register_forward_hook(hook) for m in _leaf_modules(model)]
     try:
@@ -103,7 +106,7 @@ def activation_bytes(model: nn.Module, shape: tuple[int, ...] = (1, 3, 224, 224)
     finally:
         for h in handles:
             h.remove()
-    return total
+    return sum(seen.values())
 
 
 def latency_ms(model: nn.Module, shape: tuple[int, ...] = (1, 3, 224, 224), repeats: int = 3,

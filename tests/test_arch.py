@@ -24,8 +24,10 @@ def test_small_model_counts_by_hand():
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 2))
     assert count_params(model) == 4 * 9 + 4 + 100 * 2 + 2
     assert count_macs(model, (2, 1, 5, 5)) == 2 * (4 * 9 * 25 + 100 * 2)
-    # conv, relu, flatten outputs: 100 floats each; linear: 2 per image; batch of 2; 4 bytes a float
-    assert activation_bytes(model, (2, 1, 5, 5)) == 2 * (100 * 3 + 2) * 4
+    # conv and relu outputs: 100 floats each; flatten is a view (not counted again); linear: 2 per image
+    assert activation_bytes(model, (2, 1, 5, 5)) == 2 * (100 * 2 + 2) * 4
+    model[1] = nn.ReLU(inplace=True)           # writes into the conv's output: counted once
+    assert activation_bytes(model, (2, 1, 5, 5)) == 2 * (100 + 2) * 4
 
 
 def test_trainable_only():
