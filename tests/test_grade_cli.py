@@ -220,7 +220,7 @@ def textwrap_indent(code):
 @pytest.mark.parametrize("name,args,message", [
     ("not_json", [], "is not a Jupyter notebook (not JSON"),
     ("not_notebook", [], "is not a Jupyter notebook (no list of cells)"),
-    ("unknown", [], "unknown exercise: no checks for exercise '07_nothing'"),
+    ("unknown", [], "unknown exercise: no checks for exercise '97_nothing'"),
     ("wrong_exercise", ["--exercise", "03_pooling" if SLUG != "03_pooling" else "02_padding_stride"],
      f"wrong exercise: this notebook is '{SLUG}'"),
     ("missing", [], "cannot read"),
@@ -229,7 +229,7 @@ def test_cannot_grade(grade, folder, name, args, message, capsys):
     (folder / "not_json.ipynb").write_text("this is not a notebook")
     (folder / "not_notebook.ipynb").write_text(json.dumps({"hello": "world"}))
     other = student()
-    other.metadata["cnnkit"] = {"exercise": "07_nothing"}
+    other.metadata["cnnkit"] = {"exercise": "97_nothing"}
     nbformat.write(other, folder / "unknown.ipynb")
     nbformat.write(student(), folder / "wrong_exercise.ipynb")
     code, report = grade(name, None, *args)
