@@ -142,7 +142,8 @@ def _(nearest_mean_predict):
     train_x = torch.tensor([[0.0, 0.0], [0.0, 2.0], [4.0, 0.0], [4.0, 1.0], [4.0, 2.0], [4.0, 3.0],
                             [9.0, 0.0]])
     train_y = torch.tensor([0, 0, 1, 1, 1, 1, 2])
-    test_x = torch.tensor([[1.0, 1.0], [3.0, 3.0], [7.0, 0.0], [2.4, 1.5], [0.0, 3.0]])
+    test_x = torch.tensor([[1.0, 1.0], [3.0, 3.0], [7.0, 0.0], [2.4, 1.5], [0.0, 3.0],
+                           [6.4, 0.0]])   # nearest mean: class 2; nearest example: class 1
     _check_q2(nearest_mean_predict, train_x, train_y, test_x, 3)
 
 
@@ -165,9 +166,13 @@ def _(nearest_mean_predict):
     c, d = randint(g, 2, 5), randint(g, 2, 6)
     counts = [randint(g, 1, 3) if i % 2 else randint(g, 15, 30) for i in range(c)]
     train_y = torch.cat([torch.full((n,), i) for i, n in enumerate(counts)])
-    train_x = 3000.0 + torch.randn(len(train_y), d, generator=g, dtype=torch.float64) * 1e-3
-    train_x = train_x + torch.randn(c, d, generator=g, dtype=torch.float64)[train_y] * 1e-3
-    test_x = 3000.0 + torch.randn(50, d, generator=g, dtype=torch.float64) * 2e-3
+    # class centres 1e-3 apart along the first axis (plus a little spread), test points close to a class
+    # mean: no near-ties, so any sound float64 formula (differences or the expanded square) gives the answer
+    centres = torch.randn(c, d, generator=g, dtype=torch.float64) * 1e-4
+    centres[:, 0] += torch.randperm(c, generator=g).double() * 1e-3
+    train_x = 3000.0 + centres[train_y] + torch.randn(len(train_y), d, generator=g, dtype=torch.float64) * 2e-5
+    pick = torch.randint(c, (50,), generator=g)
+    test_x = 3000.0 + centres[pick] + torch.randn(50, d, generator=g, dtype=torch.float64) * 2e-5
     _check_q2(nearest_mean_predict, train_x, train_y, test_x, c)
 
 
