@@ -77,7 +77,8 @@ def _(batch_norm_nd):
 def _(batch_norm_nd):
     g = rng()
     n, c, length = randint(g, 2, 9), randint(g, 1, 6), randint(g, 1, 7)
-    _check_q1(batch_norm_nd, [(n, c), (n, c, length), (5, 3)], g, torch.float32)
+    # float64: with a batch of 2 the normalisation magnifies float32 rounding past the tolerance
+    _check_q1(batch_norm_nd, [(n, c), (n, c, length), (5, 3)], g, torch.float64)
 
 
 @q1.test("(N, C, D, H, W), random sizes, float64, other eps", points=1)

@@ -185,7 +185,10 @@ def _(nms_per_class):
     negative = negative - negative.max() - 1                               # largest coordinate: -1
     _check_q2(nms_per_class, [(boxes, ties, labels, 0.4),
                               (torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5),
-                              (negative, torch.rand(n, generator=g, dtype=torch.float64), labels, 0.3)])
+                              (negative, torch.rand(n, generator=g, dtype=torch.float64), labels, 0.3),
+                              # two classes on the same all-negative box: both must stay
+                              (torch.tensor([[-9.0, -8.0, -2.0, -1.0]] * 2, dtype=torch.float64),
+                               torch.tensor([0.9, 0.8], dtype=torch.float64), torch.tensor([0, 1]), 0.5)])
 
 
 @q2.test("a box never suppresses a box of another class", points=1)

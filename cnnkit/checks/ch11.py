@@ -92,6 +92,8 @@ def _(conv_params):
         groups = randint(g, 1, 6)
         kernel = (randint(g, 1, 7), randint(g, 1, 7)) if randint(g, 0, 1) else randint(g, 1, 7)
         cases.append((groups * randint(g, 1, 9), groups * randint(g, 1, 9), kernel, groups, bool(randint(g, 0, 1))))
+    cases.append((2 * randint(g, 1, 4), 3 * randint(g, 1, 4), (1, 3), 1, True))   # always one non-square kernel
+    cases.append((4, 8, (5, 2), 2, False))
     _check_q1(conv_params, cases)
 
 
